@@ -1,0 +1,24 @@
+"""Subcommands of the ``flexserve`` CLI, as a table the parser is built from."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _table() -> tuple[Command, ...]:
+    from flexserve.commands import bench, chat, generate, models
+
+    return (generate.COMMAND, chat.COMMAND, models.COMMAND, bench.COMMAND)
+
+
+COMMANDS: tuple[Command, ...] = _table()

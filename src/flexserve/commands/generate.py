@@ -1,0 +1,60 @@
+"""``flexserve generate PROMPT``: one answer from a model on the host engine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flexserve.commands import Command
+from flexserve.commands._engine import load_for_generation, stream_reply
+from flexserve.commands._options import add_model_option, add_sampling_options, sampling_params
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", help="the prompt text ('-' reads it from stdin)")
+    add_model_option(parser)
+    add_sampling_options(parser)
+    parser.add_argument("--raw", action="store_true",
+                        help="complete the text as is, without the model's chat template")
+    parser.add_argument("--system", default=None, help="system message for the chat template")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no statistics on stderr")
+
+
+def _messages(prompt: str, system: str | None) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": system}] if system else []
+    return [*messages, {"role": "user", "content": prompt}]
+
+
+def prompt_ids(loaded, prompt: str, raw: bool, system: str | None = None) -> list[int]:
+    """Token ids for a prompt: raw text, or rendered through the model's chat template."""
+    from flexserve.engine.chat_template import ChatTemplate
+
+    if raw:
+        return loaded.tokenizer.encode(prompt)
+    template = ChatTemplate.from_metadata(loaded.gguf.metadata)
+    text = template.render(_messages(prompt, system), add_generation_prompt=True)
+    return encode_rendered(loaded.tokenizer, text)
+
+
+def encode_rendered(tokenizer, text: str) -> list[int]:
+    """Encode a rendered chat; a template that writes BOS itself must not get a second one."""
+    ids = tokenizer.encode(text)
+    bos = tokenizer.bos_id
+    if len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
+        return ids[1:]
+    return ids
+
+
+def run(args: argparse.Namespace) -> int:
+    params = sampling_params(args)  # validate before the slow load
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    loaded = load_for_generation(args.model)
+    ids = prompt_ids(loaded, prompt, args.raw, args.system)
+    stats = stream_reply(loaded, ids, params)
+    print()
+    if not args.quiet:
+        print(stats.summary(), file=sys.stderr)
+    return 0
+
+
+COMMAND = Command("generate", "Generate an answer to one prompt.", add_arguments, run)

@@ -1,0 +1,1 @@
+"""Terminal presentation helpers: progress bars and tables."""
