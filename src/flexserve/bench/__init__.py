@@ -1,0 +1,1 @@
+"""Benchmarks: host engine speed now; the paper's experiments later."""
