@@ -9,6 +9,7 @@ the bytes that are actually there before anything is allocated, and every violat
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import struct
 from collections.abc import Callable
@@ -249,7 +250,7 @@ def _place_tensor(raw: _RawTensor, data_start: int, alignment: int, size: int) -
 
 def _check_no_overlap(tensors: list[TensorInfo]) -> None:
     ordered = sorted(tensors, key=lambda t: t.offset_bytes)
-    for prev, cur in zip(ordered, ordered[1:], strict=False):
+    for prev, cur in itertools.pairwise(ordered):
         if cur.offset_bytes < prev.offset_bytes + prev.n_bytes:
             raise ModelFormatError(f"tensors {prev.name!r} and {cur.name!r} overlap in the file")
 

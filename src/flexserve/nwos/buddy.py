@@ -25,6 +25,7 @@ from flexserve.nwos.page import (
 from flexserve.nwos.pagemap import PageMap
 from flexserve.soc.work import WorkRecord
 
+_SCALAR_RELEASE_MAX = 32  # below this, a per-page loop beats the vectorized passes
 PfnRange = tuple[int, int]  # (first PFN, number of pages)
 
 
@@ -111,7 +112,7 @@ class BuddyAllocator:
         return head + self.pages.base_pfn
 
     def alloc_pages(self, count: int, kind: PageKind, owner: int,
-                    area: Area = Area.NORMAL) -> np.ndarray:
+                    area: Area = Area.NORMAL, *, zero: bool = True) -> np.ndarray:
         """``count`` pages, not necessarily contiguous, smallest free blocks first.
 
         Returns absolute PFNs. All-or-nothing: raises OutOfMemoryError without side effects
@@ -135,7 +136,7 @@ class BuddyAllocator:
         if left:
             parts.append(self._split_for(area, left))
         idx = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        self._assign(idx, kind, owner)
+        self._assign(idx, kind, owner, zero=zero)
         return self.pages.to_pfn(idx)
 
     def _split_for(self, area: Area, count: int) -> np.ndarray:
@@ -157,7 +158,15 @@ class BuddyAllocator:
             self.free.insert_one(area, order, start)
             start += 1 << order
 
-    def _assign(self, idx: np.ndarray, kind: PageKind, owner: int) -> None:
+    def reassign(self, pfns: np.ndarray, kind: PageKind, owner: int) -> None:
+        """Give allocated pages a new owner and kind (fresh page indexes and content)."""
+        idx = self.pages.to_index(pfns)
+        if not np.all(self.pages.state[idx] == PageState.ALLOCATED):
+            raise ConfigError("reassign of a page that is not allocated")
+        self._assign(idx, kind, owner, zero=False, count=False)
+
+    def _assign(self, idx: np.ndarray, kind: PageKind, owner: int, *, zero: bool = True,
+                count: bool = True) -> None:
         pm = self.pages
         first_vpn = self._next_vpn.get(owner, 0)
         self._next_vpn[owner] = first_vpn + idx.size
@@ -170,8 +179,9 @@ class BuddyAllocator:
         pm.stamp[idx] = self.tick
         pm.pinned[idx] = False
         pm.content[idx] = page_checksums(owner, vpns, self.tick)
-        self.work.pages_allocated += int(idx.size)
-        if kind == PageKind.ANON:
+        if count:
+            self.work.pages_allocated += int(idx.size)
+        if zero and kind == PageKind.ANON:
             self.work.bytes_zeroed += int(idx.size) * PAGE_SIZE_BYTES
 
     # -- freeing -------------------------------------------------------------------------
@@ -183,8 +193,9 @@ class BuddyAllocator:
             raise ConfigError("release of a page that is not allocated")
         self.pages.clear(idx, PageState.FREE)
         self.work.pages_freed += int(idx.size)
-        if idx.size == 1:
-            self._release_one(int(idx[0]))
+        if idx.size <= _SCALAR_RELEASE_MAX:
+            for i in idx.tolist():
+                self._release_one(i)
         else:
             self._release(idx)
         return int(idx.size)
@@ -195,7 +206,7 @@ class BuddyAllocator:
         return self.release(pfns) if pfns.size else 0
 
     def _release_one(self, head: int) -> None:
-        fo, area, order = self.pages.free_order, Area(self.pages.area[head]), 0
+        fo, area, order = self.pages.free_order, int(self.pages.area[head]), 0
         while order < MAX_ORDER:
             buddy = head ^ (1 << order)
             if fo[buddy] != order:
@@ -220,12 +231,16 @@ class BuddyAllocator:
             merge = listed | (heads[pos] == buddy)
             self._remove_by_area(order, buddy[listed])
             self._insert_by_area(order, heads[~merge])
-            heads = np.unique(np.minimum(heads[merge], buddy[merge]))
+            merged = heads[merge] & ~(1 << order)  # sorted, pairs are adjacent
+            heads = merged[np.r_[True, merged[1:] != merged[:-1]]] if merged.size else merged
 
     def _insert_by_area(self, order: int, heads: np.ndarray) -> None:
         if not heads.size:
             return
         areas = self.pages.area[heads]
+        if areas[0] == areas[-1] and (areas.size < 3 or areas.min() == areas.max()):
+            self.free.insert(int(areas[0]), order, heads)  # type: ignore[arg-type]
+            return
         for area in Area:
             sel = heads[areas == area]
             if sel.size:
@@ -235,6 +250,9 @@ class BuddyAllocator:
         if not heads.size:
             return
         areas = self.pages.area[heads]
+        if areas.min() == areas.max():
+            self.free.remove(int(areas[0]), order, heads)  # type: ignore[arg-type]
+            return
         for area in Area:
             sel = heads[areas == area]
             if sel.size:

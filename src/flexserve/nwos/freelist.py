@@ -49,6 +49,8 @@ class FreeLists:
     def __init__(self, pagemap: PageMap) -> None:
         self._pm = pagemap
         self.block_counts = np.zeros((len(Area), MAX_ORDER + 1), dtype=np.int64)
+        self.free_page_counts = [0] * len(Area)  # Python ints: read on every allocation
+        self._scratch = np.zeros(pagemap.total_pages, dtype=np.int64)  # for de-duplication
         self._stacks = [[_Stack() for _ in range(MAX_ORDER + 1)] for _ in Area]
 
     # -- insertion and removal of known blocks ------------------------------------------
@@ -56,6 +58,7 @@ class FreeLists:
         """Mark ``heads`` as free blocks of ``order`` in ``area`` and list them."""
         self._pm.free_order[heads] = order
         self.block_counts[area, order] += heads.size
+        self.free_page_counts[area] += int(heads.size) << order
         stack = self._stacks[area][order]
         if heads.size == 1:
             stack.push_one(int(heads[0]))
@@ -67,6 +70,7 @@ class FreeLists:
         """Scalar :meth:`insert` for the single-block fast path."""
         self._pm.free_order[head] = order
         self.block_counts[area, order] += 1
+        self.free_page_counts[area] += 1 << order
         self._stacks[area][order].push_one(head)
         self._maybe_rebuild(area, order)
 
@@ -74,11 +78,13 @@ class FreeLists:
         """Scalar :meth:`remove`."""
         self._pm.free_order[head] = -1
         self.block_counts[area, order] -= 1
+        self.free_page_counts[area] -= 1 << order
 
     def remove(self, area: Area, order: int, heads: np.ndarray) -> None:
         """Unlist free blocks ``heads`` (each must be free with ``order``); entries go stale."""
         self._pm.free_order[heads] = -1
         self.block_counts[area, order] -= heads.size
+        self.free_page_counts[area] -= int(heads.size) << order
 
     # -- taking blocks for allocation ---------------------------------------------------
     def pop(self, area: Area, order: int) -> int | None:
@@ -127,7 +133,7 @@ class FreeLists:
                 stack.tops.pop()
             else:
                 stack.tops[-1] = lo
-            live = np.unique(chunk[self._pm.free_order[chunk] == order])
+            live = self._distinct(chunk[self._pm.free_order[chunk] == order])
             extra = live[want - have:]
             live = live[:want - have]
             self.remove(area, order, live)
@@ -136,6 +142,12 @@ class FreeLists:
             if extra.size:
                 stack.push_many(extra)
         return np.concatenate(got) if got else np.zeros(0, dtype=np.int64)
+
+    def _distinct(self, heads: np.ndarray) -> np.ndarray:
+        """``heads`` without repeated entries, in O(n) (keeps each value's last position)."""
+        positions = np.arange(heads.size, dtype=np.int64)
+        self._scratch[heads] = positions
+        return heads[self._scratch[heads] == positions]
 
     # -- upkeep ------------------------------------------------------------------------
     def _maybe_rebuild(self, area: Area, order: int) -> None:
@@ -149,6 +161,6 @@ class FreeLists:
         self._stacks[area][order].reset(heads)
 
     def free_pages(self, area: Area | None = None) -> int:
-        sizes = 1 << np.arange(MAX_ORDER + 1, dtype=np.int64)
-        counts = self.block_counts if area is None else self.block_counts[area]
-        return int((counts * sizes).sum())
+        if area is None:
+            return sum(self.free_page_counts)
+        return self.free_page_counts[area]
