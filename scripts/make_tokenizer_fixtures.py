@@ -15,6 +15,9 @@ Outputs, in ``tests/engine/fixtures/``:
   BOS. Also a few ``add_bos=True`` cases, the end-of-generation ids, and a SHA-256 over all
   token pieces (``llama_token_to_piece`` with and without ``special``) so the decode table can
   be checked without storing it.
+* ``tokenizer_golden_pre_<pre>.json``: SmolLM2's vocabulary and merges written to a
+  vocabulary-only GGUF with another ``tokenizer.ggml.pre`` (and no ``add_bos_token`` key), so
+  the other pre-tokenizers and their BOS default are checked too, on a subset of the texts.
 """
 
 from __future__ import annotations
@@ -24,14 +27,17 @@ import hashlib
 import json
 import random
 import sys
+import tempfile
 from pathlib import Path
 
+import gguf
 import llama_cpp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from flexserve.catalog.bundled import GEMMA3_270M, SMOLLM2_135M  # noqa: E402
+from flexserve.engine.gguf_file import GGUFFile  # noqa: E402
 
 DATASETS = Path("/work/shared/datasets")
 OUT = ROOT / "tests" / "engine" / "fixtures"
@@ -40,6 +46,8 @@ PER_DATASET = 150
 MAX_PROMPT_CHARS = 1500
 BOS_CASES = ("", "Hello", " Hello", "<bos>Hello", "<|im_start|>user\nHi<|im_end|>\n", "\n\n")
 MODELS = {"smollm2": SMOLLM2_135M, "gemma3": GEMMA3_270M}
+PRE_VARIANTS = ("gpt-2", "llama-bpe", "qwen2")
+PRE_VARIANT_PER_DATASET = 50
 
 # Hand-written edge cases, appended to the dataset prompts.
 WHITESPACE = [
@@ -164,6 +172,59 @@ def golden(name: str, corpus: list[dict[str, str]]) -> dict[str, object]:
     }
 
 
+def write_vocab_gguf(path: Path, metadata: dict[str, object], pre: str) -> None:
+    """A vocabulary-only GGUF: SmolLM2's tokens and merges under another pre-tokenizer."""
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(2048)
+    writer.add_embedding_length(64)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(128)
+    writer.add_head_count(2)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(metadata["tokenizer.ggml.tokens"])
+    writer.add_token_types(metadata["tokenizer.ggml.token_type"])
+    writer.add_token_merges(metadata["tokenizer.ggml.merges"])
+    writer.add_bos_token_id(metadata["tokenizer.ggml.bos_token_id"])
+    writer.add_eos_token_id(metadata["tokenizer.ggml.eos_token_id"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def pre_variant_subset(corpus: list[dict[str, str]]) -> list[dict[str, str]]:
+    taken: dict[str, int] = {}
+    subset = []
+    for item in corpus:
+        source = item["id"].split(":")[0]
+        taken[source] = taken.get(source, 0) + 1
+        if source == "edge" or taken[source] <= PRE_VARIANT_PER_DATASET:
+            subset.append(item)
+    return subset
+
+
+def pre_variant_golden(pre: str, corpus: list[dict[str, str]], workdir: Path) -> dict:
+    with GGUFFile.open(SMOLLM2_135M.path()) as source:
+        metadata = dict(source.metadata)
+    path = workdir / f"smollm2-vocab-{pre}.gguf"
+    write_vocab_gguf(path, metadata, pre)
+    model = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    cases = [
+        {"id": item["id"],
+         "ids": model.tokenize(item["text"].encode("utf-8"), add_bos=False, special=True)}
+        for item in pre_variant_subset(corpus)
+    ]
+    return {
+        "base_model_file": SMOLLM2_135M.path().name,
+        "pre": pre,
+        "llama_cpp_version": llama_cpp.__version__,
+        "default_bos_ids": model.tokenize(b"Hello", add_bos=True, special=True),
+        "cases": cases,
+    }
+
+
 def write_json(path: Path, data: object) -> None:
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), indent=None)
     path.write_text(text + "\n", "utf-8")
@@ -176,6 +237,10 @@ def main() -> None:
     write_json(OUT / "tokenizer_corpus.json", {"seed": SEED, "texts": corpus})
     for name in MODELS:
         write_json(OUT / f"tokenizer_golden_{name}.json", golden(name, corpus))
+    with tempfile.TemporaryDirectory() as workdir:
+        for pre in PRE_VARIANTS:
+            data = pre_variant_golden(pre, corpus, Path(workdir))
+            write_json(OUT / f"tokenizer_golden_pre_{pre}.json", data)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from reference import PLAIN_TEXT, load_reference, our_logits, reference_greedy, 
 from flexserve.engine.generate import GreedyStepper
 from flexserve.engine.loader import LoadedModel, load_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 LOGIT_TOLERANCE = 2e-3
 COMPARED_POSITIONS = 64  # logits of the last 64 positions (all of them for short prompts)

@@ -162,6 +162,23 @@ def test_chat_prompt_encodes_specials_as_single_tokens(model: Model) -> None:
         assert tok.encode_prompt(prompt.removeprefix("<bos>")) == ids
 
 
+@pytest.mark.parametrize("pre", ["gpt-2", "llama-bpe", "qwen2"])
+def test_other_bpe_pre_tokenizers_match_llama_cpp(pre: str, smollm2_path: Path) -> None:
+    # SmolLM2's vocabulary under another tokenizer.ggml.pre, without add_bos_token.
+    golden = json.loads((FIXTURES / f"tokenizer_golden_pre_{pre}.json").read_text("utf-8"))
+    assert golden["base_model_file"] == smollm2_path.name
+    with GGUFFile.open(smollm2_path) as gguf:
+        metadata = dict(gguf.metadata)
+    metadata["tokenizer.ggml.pre"] = pre
+    del metadata["tokenizer.ggml.add_bos_token"]
+    tok = Tokenizer.from_metadata(metadata)
+    assert tok.encode("Hello", add_bos=None) == golden["default_bos_ids"]
+    pairs = [(c["id"], tok.encode(TEXTS[c["id"]], add_bos=False), c["ids"])
+             for c in golden["cases"]]
+    assert len(pairs) >= 300
+    assert first_mismatches(pairs) == []
+
+
 # --------------------------------------------------------------------------------- live
 @pytest.fixture(scope="module")
 def llama(model: Model) -> Any:

@@ -40,6 +40,8 @@ _EMPTY = frozenset({TokenType.UNUSED, TokenType.UNDEFINED})
 
 
 class _Backend(Protocol):
+    default_add_bos: bool
+
     def encode(self, text: str) -> list[int]: ...
 
     def normal_bytes(self, token_id: int) -> bytes: ...
@@ -53,6 +55,9 @@ class Tokenizer:
         self._backend: _Backend = (
             ByteLevelBPE(vocab) if vocab.model == "gpt2" else SentencePieceBPE(vocab)
         )
+        self._add_bos = self._backend.default_add_bos if vocab.add_bos is None else vocab.add_bos
+        if self._add_bos and vocab.bos_id is None:
+            raise TokenizerError("BOS is to be added but tokenizer.ggml.bos_token_id is missing")
         self._splitter = SpecialSplitter(vocab)
         self._stop_ids = vocab.eog_ids()
         self._bytes_cache: dict[int, bytes] = {}
@@ -82,8 +87,9 @@ class Tokenizer:
 
     @property
     def add_bos(self) -> bool:
-        """Whether ``encode(..., add_bos=None)`` adds BOS (``tokenizer.ggml.add_bos_token``)."""
-        return self._vocab.add_bos
+        """Whether ``encode(..., add_bos=None)`` adds BOS: ``tokenizer.ggml.add_bos_token``, or
+        llama.cpp's default for the tokenizer kind when the GGUF does not say."""
+        return self._add_bos
 
     @property
     def stop_token_ids(self) -> frozenset[int]:
@@ -108,7 +114,7 @@ class Tokenizer:
         """Token ids for ``text``; see the module docstring for the exact rules."""
         _check_text(text)
         ids: list[int] = []
-        if self._vocab.add_bos if add_bos is None else add_bos:
+        if self._add_bos if add_bos is None else add_bos:
             if self._vocab.bos_id is None:
                 raise TokenizerError("this vocabulary has no BOS token")
             ids.append(self._vocab.bos_id)
@@ -128,7 +134,7 @@ class Tokenizer:
         """Encode a rendered chat prompt: specials parsed, BOS added unless already there."""
         ids = self.encode(prompt, add_bos=False, parse_special=True)
         bos = self._vocab.bos_id
-        if self._vocab.add_bos and bos is not None and ids[:1] != [bos]:
+        if self._add_bos and bos is not None and ids[:1] != [bos]:
             ids.insert(0, bos)
         return ids
 

@@ -10,6 +10,7 @@ llama.cpp.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from tokenizers import Regex, models, pre_tokenizers
@@ -28,13 +29,32 @@ QWEN2_REGEX = (
     _CONTRACTIONS_CI
     + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-# tokenizer.ggml.pre -> the regexes llama.cpp applies, in order. Only "smollm" is checked
-# against llama.cpp by the test suite (it is the only BPE model we ship fixtures for).
-PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
-    "gpt-2": (GPT2_REGEX,),
-    "smollm": (r"\p{N}", GPT2_REGEX),
-    "llama-bpe": (LLAMA3_REGEX,),
-    "qwen2": (QWEN2_REGEX,),
+
+
+@dataclass(frozen=True)
+class PreTokenizer:
+    """What llama.cpp does for one ``tokenizer.ggml.pre`` value.
+
+    ``regexes`` are applied in order; with ``ignore_merges`` a piece that is already a whole
+    vocabulary token is emitted as is; ``add_bos`` is the default when the GGUF has no
+    ``tokenizer.ggml.add_bos_token``.
+    """
+
+    regexes: tuple[str, ...]
+    ignore_merges: bool = False
+    add_bos: bool = False
+
+
+_LLAMA3 = PreTokenizer((LLAMA3_REGEX,), ignore_merges=True, add_bos=True)
+# All four kinds are checked against llama.cpp by the tests (SmolLM2's vocabulary with each
+# ``pre`` value swapped in; see scripts/make_tokenizer_fixtures.py).
+PRE_TOKENIZERS: dict[str, PreTokenizer] = {
+    "gpt-2": PreTokenizer((GPT2_REGEX,)),
+    "smollm": PreTokenizer((r"\p{N}", GPT2_REGEX)),
+    "llama-bpe": _LLAMA3,
+    "llama3": _LLAMA3,
+    "llama-v3": _LLAMA3,
+    "qwen2": PreTokenizer((QWEN2_REGEX,)),
 }
 
 
@@ -60,12 +80,13 @@ class ByteLevelBPE:
     """Encode raw text (no special tokens) and give each normal token's bytes."""
 
     def __init__(self, vocab: Vocab) -> None:
-        regexes = PRE_TOKENIZERS.get(vocab.pre)
-        if regexes is None:
+        pre = PRE_TOKENIZERS.get(vocab.pre)
+        if pre is None:
             known = ", ".join(sorted(PRE_TOKENIZERS))
             raise TokenizerError(f"unsupported BPE pre-tokenizer {vocab.pre!r}; known: {known}")
         self._vocab = vocab
-        self._hf = _build(vocab, regexes)
+        self.default_add_bos = pre.add_bos
+        self._hf = _build(vocab, pre)
 
     def encode(self, text: str) -> list[int]:
         return self._hf.encode(text, add_special_tokens=False).ids
@@ -80,13 +101,16 @@ class ByteLevelBPE:
         return bytes(out)
 
 
-def _build(vocab: Vocab, regexes: tuple[str, ...]) -> HFTokenizer:
+def _build(vocab: Vocab, pre: PreTokenizer) -> HFTokenizer:
     ids = {text: i for i, text in enumerate(vocab.tokens)}
     for left, right in vocab.merges:
         if left not in ids or right not in ids or left + right not in ids:
             raise TokenizerError(f"BPE merge {left!r} {right!r} uses tokens not in the vocabulary")
-    tokenizer = HFTokenizer(models.BPE(vocab=ids, merges=list(vocab.merges), fuse_unk=False))
-    splits = [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in regexes]
+    bpe = models.BPE(
+        vocab=ids, merges=list(vocab.merges), fuse_unk=False, ignore_merges=pre.ignore_merges
+    )
+    tokenizer = HFTokenizer(bpe)
+    splits = [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in pre.regexes]
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([*splits, byte_level])
     return tokenizer

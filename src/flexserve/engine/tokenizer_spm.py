@@ -27,6 +27,8 @@ _BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 class SentencePieceBPE:
     """Encode raw text (no special tokens) and give each normal token's bytes."""
 
+    default_add_bos = True  # llama.cpp's default for SentencePiece vocabularies
+
     def __init__(self, vocab: Vocab) -> None:
         self._vocab = vocab
         self._hf = _build(vocab)

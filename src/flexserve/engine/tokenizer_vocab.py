@@ -70,7 +70,7 @@ class Vocab:
     bos_id: int | None
     eos_id: int | None
     eot_id: int | None
-    add_bos: bool
+    add_bos: bool | None  # None: not in the GGUF, the tokenizer kind decides
     add_space_prefix: bool
 
     @property
@@ -105,20 +105,23 @@ def vocab_from_metadata(metadata: Mapping[str, Any]) -> Vocab:
         bos_id=_token_id(metadata, "bos_token_id", len(tokens)),
         eos_id=_token_id(metadata, "eos_token_id", len(tokens)),
         eot_id=_token_id(metadata, "eot_token_id", len(tokens)),
-        add_bos=_get(metadata, "add_bos_token", bool, spm),
+        add_bos=_get(metadata, "add_bos_token", bool, _ABSENT),
         add_space_prefix=_get(metadata, "add_space_prefix", bool, spm),
     )
-    if vocab.add_bos and vocab.bos_id is None:
-        raise TokenizerError(f"{KEY}add_bos_token is set but {KEY}bos_token_id is missing")
     return vocab
 
 
+_ABSENT = object()
+
+
 def _get(metadata: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
+    """``metadata[KEY + name]`` checked to be a ``kind``; ``default`` if absent (None: required,
+    ``_ABSENT``: give None)."""
     key = KEY + name
     if key not in metadata:
         if default is None:
             raise TokenizerError(f"GGUF metadata has no {key}")
-        return default
+        return None if default is _ABSENT else default
     value = metadata[key]
     if kind is int and isinstance(value, bool):
         raise TokenizerError(f"{key} must be an integer, not a bool")

@@ -17,7 +17,7 @@ import numpy as np
 
 from flexserve.errors import SMCError
 from flexserve.monitor.args import copy_page_list, is_register_value
-from flexserve.monitor.flexmem import FlexMem, query_ipa
+from flexserve.monitor.flexmem import FlexMem
 from flexserve.monitor.flexnpu import FlexNpu
 from flexserve.monitor.guest_s2 import GuestStage2
 from flexserve.monitor.ondemand import OnDemandProtection
@@ -95,7 +95,7 @@ class SmcDispatcher:
         return self.flexmem.release_by_ipa(owner, pages), (count,)
 
     def _query(self, regs: tuple[int, ...], payload: object) -> Outcome:
-        return WorkRecord(), query_ipa(self.flexmem.ctx, regs[0])
+        return WorkRecord(), self.flexmem.query(regs[0])
 
     def _s2_map(self, regs: tuple[int, ...], payload: object) -> Outcome:
         return self.guest_s2.map(regs[0], regs[1], regs[2], regs[3]), ()

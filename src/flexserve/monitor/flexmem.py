@@ -58,6 +58,22 @@ class FlexMem:
             refuse(SmcStatus.DENIED)
         return record + self.return_frames(frames)
 
+    def query(self, ipa_page: int) -> tuple[int, int]:
+        """``(IpaStatus, owner)`` of one IPA page (FLEXMEM_QUERY)."""
+        if not 0 <= ipa_page < self.ctx.ipa_pages:
+            refuse(SmcStatus.INVALID_PARAMETER)
+        self.odp.ensure_enabled()  # the answer comes from EL2 data: verify it first
+        if ipa_page >= self.ctx.dram_frames:
+            return int(IpaStatus.DEVICE), 0
+        ledger = self.ctx.ledger
+        holder = int(ledger.ipa_holder[ipa_page])
+        if holder >= 0:
+            sandboxed = ledger.state[holder] == FrameState.NPU_SANDBOX
+            kind = IpaStatus.NPU_HELD if sandboxed else IpaStatus.FLEX_HELD
+            return int(kind), int(ledger.owner[holder])
+        mapped = self.ctx.normal_s2.pa_pages[ipa_page] >= 0
+        return int(IpaStatus.MAPPED if mapped else IpaStatus.UNMAPPED), 0
+
     # ----- secure-world entry points -----
     def frames_of(self, owner: int) -> np.ndarray:
         check_owner(owner)
@@ -116,18 +132,3 @@ class IpaStatus(enum.IntEnum):
     UNMAPPED = 3     # nothing mapped, nothing held
     DEVICE = 4       # a device window (mapped or not)
 
-
-def query_ipa(ctx: MonitorContext, ipa_page: int) -> tuple[int, int]:
-    """``(IpaStatus, owner)`` of one IPA page."""
-    ctx.require_unlocked()
-    if not 0 <= ipa_page < ctx.ipa_pages:
-        refuse(SmcStatus.INVALID_PARAMETER)
-    if ipa_page >= ctx.dram_frames:
-        return int(IpaStatus.DEVICE), 0
-    holder = int(ctx.ledger.ipa_holder[ipa_page])
-    if holder >= 0:
-        state = FrameState(int(ctx.ledger.state[holder]))
-        kind = IpaStatus.NPU_HELD if state is FrameState.NPU_SANDBOX else IpaStatus.FLEX_HELD
-        return int(kind), int(ctx.ledger.owner[holder])
-    mapped = ctx.normal_s2.pa_pages[ipa_page] >= 0
-    return int(IpaStatus.MAPPED if mapped else IpaStatus.UNMAPPED), 0
