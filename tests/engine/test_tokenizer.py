@@ -269,7 +269,7 @@ def test_stream_decoder_hides_control_tokens(spm: Tokenizer) -> None:
     assert "".join(shown.push(i) for i in ids) == "<bos>a<end_of_turn>"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.lists(st.integers(min_value=0, max_value=272), max_size=40))
 def test_stream_deltas_concatenate_to_decode(ids: list[int]) -> None:
     tok = _SPM_FOR_PROPERTY
@@ -278,7 +278,7 @@ def test_stream_deltas_concatenate_to_decode(ids: list[int]) -> None:
     assert streamed == tok.decode(ids)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.text(alphabet="abcé日 \n<>/e_ofturn", max_size=40))
 def test_spm_round_trip(text: str) -> None:
     tok = _SPM_FOR_PROPERTY

@@ -8,7 +8,6 @@ import sys
 from flexserve.commands import Command
 from flexserve.commands._engine import load_for_generation, stream_reply
 from flexserve.commands._options import add_model_option, add_sampling_options, sampling_params
-from flexserve.commands.generate import encode_rendered
 
 HELP_TEXT = "commands: /reset clears the conversation, /exit (or Ctrl-D) leaves"
 
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         messages.append({"role": "user", "content": text})
         rendered = template.render(messages, add_generation_prompt=True)
         reply = _ReplyCapture(sys.stdout)
-        stats = stream_reply(loaded, encode_rendered(loaded.tokenizer, rendered), params, reply)
+        stats = stream_reply(loaded, loaded.tokenizer.encode_prompt(rendered), params, reply)
         print()
         print(stats.summary(), file=sys.stderr)
         messages.append({"role": "assistant", "content": reply.text})

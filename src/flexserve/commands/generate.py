@@ -33,16 +33,7 @@ def prompt_ids(loaded, prompt: str, raw: bool, system: str | None = None) -> lis
         return loaded.tokenizer.encode(prompt)
     template = ChatTemplate.from_metadata(loaded.gguf.metadata)
     text = template.render(_messages(prompt, system), add_generation_prompt=True)
-    return encode_rendered(loaded.tokenizer, text)
-
-
-def encode_rendered(tokenizer, text: str) -> list[int]:
-    """Encode a rendered chat; a template that writes BOS itself must not get a second one."""
-    ids = tokenizer.encode(text)
-    bos = tokenizer.bos_id
-    if len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
-        return ids[1:]
-    return ids
+    return loaded.tokenizer.encode_prompt(text)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -55,6 +55,7 @@ FIM_OTHER_TEXTS = frozenset({
     "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<MID>",
 })
 MODELS = ("gpt2", "llama")
+_ABSENT = object()  # _get default meaning "absent key gives None"
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def vocab_from_metadata(metadata: Mapping[str, Any]) -> Vocab:
     scores = _scores(metadata, len(tokens))
     merges = _merges(metadata) if model == "gpt2" else ()
     spm = model == "llama"
-    vocab = Vocab(
+    return Vocab(
         model=model,
         pre=_get(metadata, "pre", str, "default"),
         tokens=tokens,
@@ -108,10 +109,6 @@ def vocab_from_metadata(metadata: Mapping[str, Any]) -> Vocab:
         add_bos=_get(metadata, "add_bos_token", bool, _ABSENT),
         add_space_prefix=_get(metadata, "add_space_prefix", bool, spm),
     )
-    return vocab
-
-
-_ABSENT = object()
 
 
 def _get(metadata: Mapping[str, Any], name: str, kind: type, default: Any) -> Any:
