@@ -98,3 +98,20 @@ def test_generate_greedy_is_deterministic(capsys: pytest.CaptureFixture[str]) ->
 def test_bench_rejects_bad_lengths(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "bench", "engine", "--lengths", "32,abc")
     assert_clean_error(code, err, "--lengths")
+
+
+def test_chat_reset_forgets_history(capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    question = "Name a primary color."
+    code, fresh, _ = run_cli(capsys, "generate", question, "--max-tokens", "16", "--quiet")
+    assert code == 0
+    turns = f"What is the capital of France?\n/reset\n{question}\n/exit\nnever read\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(turns))
+    code, out, err = run_cli(capsys, "chat", "--max-tokens", "16")
+    assert code == 0
+    first, second = out.splitlines()
+    assert "Paris" in first
+    assert second == fresh.strip("\n")  # after /reset the history is gone
+    assert err.count("prompt tokens") == 2

@@ -48,10 +48,11 @@ class ReplyStats:
         )
 
 
-def stream_reply(loaded, prompt_ids: list[int], params, out: TextIO = sys.stdout) -> ReplyStats:
+def stream_reply(loaded, prompt_ids: list[int], params, out: TextIO | None = None) -> ReplyStats:
     """Generate from ``prompt_ids``, writing text as it comes; return host-side timings."""
     from flexserve.engine.generate import Generator
 
+    out = out if out is not None else sys.stdout
     generator = Generator(loaded.transformer, loaded.tokenizer)
     start_s = time.perf_counter()
     first_s: float | None = None

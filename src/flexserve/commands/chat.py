@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from flexserve.commands import Command
-from flexserve.commands._engine import load_for_generation, stream_reply
+from flexserve.commands._engine import ReplyStats, load_for_generation, stream_reply
 from flexserve.commands._options import add_model_option, add_sampling_options, sampling_params
+from flexserve.errors import ContextOverflowError
 
 HELP_TEXT = "commands: /reset clears the conversation, /exit (or Ctrl-D) leaves"
 
@@ -49,13 +50,22 @@ def run(args: argparse.Namespace) -> int:
         if not text:
             continue
         messages.append({"role": "user", "content": text})
-        rendered = template.render(messages, add_generation_prompt=True)
         reply = _ReplyCapture(sys.stdout)
-        stats = stream_reply(loaded, loaded.tokenizer.encode_prompt(rendered), params, reply)
+        try:
+            stats = _reply(loaded, template, messages, params, reply)
+        except ContextOverflowError as exc:
+            messages.pop()
+            print(f"flexserve: {exc}; /reset starts a new conversation", file=sys.stderr)
+            continue
         print()
         print(stats.summary(), file=sys.stderr)
         messages.append({"role": "assistant", "content": reply.text})
     return 0
+
+
+def _reply(loaded, template, messages: list[dict[str, str]], params, out) -> ReplyStats:
+    rendered = template.render(messages, add_generation_prompt=True)
+    return stream_reply(loaded, loaded.tokenizer.encode_prompt(rendered), params, out)
 
 
 class _ReplyCapture:

@@ -50,9 +50,9 @@ class ChurnConfig:
         return ((1.0 - self.kernel_event_share) * user * self.interleave
                 + self.kernel_event_share * kernel)
 
-    def mean_lifetime_events(self, total_pages: int) -> float:
-        """Lifetime that makes the churn's steady state hold the target fraction (Little)."""
-        return self.target_used_fraction * total_pages / self.mean_pages_per_event()
+    def mean_lifetime_events(self, total_pages: int, fraction: float) -> float:
+        """Lifetime that makes the churn's steady state hold ``fraction`` (Little's law)."""
+        return fraction * total_pages / self.mean_pages_per_event()
 
 
 @dataclass
@@ -70,7 +70,8 @@ class ChurnWorkload:
             for i in range(self.config.apps)
         ]
         self._live: list[tuple[float, int, Allocation]] = []  # (expiry, seq, allocation)
-        self._lifetime = self.config.mean_lifetime_events(self.kernel.buddy.total_pages)
+        total = self.kernel.buddy.total_pages
+        self._lifetime = self.config.mean_lifetime_events(total, self.config.peak_used_fraction)
         self._peaked = False
 
     def used_pages(self) -> int:
@@ -97,6 +98,8 @@ class ChurnWorkload:
                 self._free(allocation)
             self._live = [entry for entry in self._live if entry[1] in keep]
             heapq.heapify(self._live)
+            self._lifetime = self.config.mean_lifetime_events(
+                total, self.config.target_used_fraction)
         while self.used_pages() < self.config.target_used_fraction * total:
             self._one_event()
 
