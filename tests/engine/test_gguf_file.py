@@ -71,6 +71,17 @@ def test_open_maps_the_same_content_as_from_bytes(tmp_path: Path) -> None:
         assert bytes(opened.tensor_bytes("w")) == bytes(in_memory.tensor_bytes("w"))
 
 
+def test_closed_file_serves_no_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(tiny().build())
+    with GGUFFile.open(path) as opened:
+        view = opened.tensor_bytes("v")
+        assert len(view) == 20
+    with pytest.raises(ModelFormatError, match="closed"):
+        opened.tensor_bytes("v")
+    assert opened.metadata["u32"] == 7  # parsed metadata stays available
+
+
 def test_honours_general_alignment() -> None:
     builder = tiny()
     builder.alignment = 64

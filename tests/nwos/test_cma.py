@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexserve.nwos.cma import ContiguityError, ContigRegion
+from flexserve.nwos.cma import ContigRegion, ContiguityError
 from flexserve.nwos.events import EventKind
 from flexserve.nwos.kernel import KernelConfig, NormalWorldKernel
 from flexserve.nwos.owners import KERNEL_OWNER

@@ -59,7 +59,7 @@ def world() -> tuple[Platform, FlexMemManager, FakeFramework]:
     return platform, manager, FakeFramework(platform, manager)
 
 
-def test_kernel_never_manages_tee_or_el2_frames(world) -> None:  # noqa: ANN001
+def test_kernel_never_manages_tee_or_el2_frames(world) -> None:
     platform, manager, _ = world
     pm = manager.kernel.buddy.pages
     usable = np.flatnonzero(pm.state != PageState.RESERVED)
@@ -67,7 +67,7 @@ def test_kernel_never_manages_tee_or_el2_frames(world) -> None:  # noqa: ANN001
     assert np.array_equal(usable, ram)
 
 
-def test_rsmem_alloc_removes_frames_from_normal_s2pt(world) -> None:  # noqa: ANN001
+def test_rsmem_alloc_removes_frames_from_normal_s2pt(world) -> None:
     platform, manager, fw = world
     ipas = fw.grow(1 * MIB)
     assert ipas.size == 256 and manager.lent_pages(OWNER) == 256
@@ -80,7 +80,7 @@ def test_rsmem_alloc_removes_frames_from_normal_s2pt(world) -> None:  # noqa: AN
     assert manager.work.smc_calls >= 1 and manager.work.s2pt_entries_changed == 256
 
 
-def test_reclaim_round_trip_returns_zeroed_frames(world) -> None:  # noqa: ANN001
+def test_reclaim_round_trip_returns_zeroed_frames(world) -> None:
     platform, manager, fw = world
     ipas = fw.grow(2 * MIB)
     kernel = manager.kernel
@@ -100,7 +100,7 @@ def test_reclaim_round_trip_returns_zeroed_frames(world) -> None:  # noqa: ANN00
     kernel.buddy.check_invariants()
 
 
-def test_rsmem_free_and_refused_protect_leave_no_trace(world) -> None:  # noqa: ANN001
+def test_rsmem_free_and_refused_protect_leave_no_trace(world) -> None:
     platform, manager, fw = world
     ipas = fw.grow(64 * PAGE_SIZE_BYTES)
     returned = fw.rsmem_reclaim(64 * PAGE_SIZE_BYTES)
@@ -115,7 +115,7 @@ def test_rsmem_free_and_refused_protect_leave_no_trace(world) -> None:  # noqa: 
     manager.kernel.buddy.check_invariants()
 
 
-def test_tee_file_service_dmas_file_into_shared_pages(world) -> None:  # noqa: ANN001
+def test_tee_file_service_dmas_file_into_shared_pages(world) -> None:
     platform, manager, _ = world
     data = np.random.default_rng(3).integers(0, 256, 3 * PAGE_SIZE_BYTES + 100,
                                              dtype=np.uint8).tobytes()
@@ -130,7 +130,7 @@ def test_tee_file_service_dmas_file_into_shared_pages(world) -> None:  # noqa: A
     manager.kernel.buddy.check_invariants()
 
 
-def test_npu_driver_runs_a_job_in_normal_mode(world) -> None:  # noqa: ANN001
+def test_npu_driver_runs_a_job_in_normal_mode(world) -> None:
     platform, manager, fw = world
     kernel = manager.kernel
     driver = NpuDriver(kernel, platform.normal)
@@ -146,3 +146,26 @@ def test_npu_driver_runs_a_job_in_normal_mode(world) -> None:  # noqa: ANN001
     bad = NpuJob(lambda a: [a.copy()], (DmaRange(src * PAGE_SIZE_BYTES, 64),),
                  (DmaRange(flex * PAGE_SIZE_BYTES, 64),))
     assert driver.submit(bad) == JobOutcome.FAULT  # Flex-Mem is out of the DMA view
+
+
+def test_pressure_order_cache_then_secure_then_swap_then_kill() -> None:
+    platform = boot_platform(BoardConfig.small(dram_bytes=32 * MIB))
+    kernel = kernel_for(platform.normal, KernelConfig(
+        total_pages=1, swap_pages=256, watermarks=Watermarks(16, 32, 64)))
+    manager = FlexMemManager(kernel, platform.normal)
+    fw = FakeFramework(platform, manager)
+    fw.grow(2 * MIB)
+    reader = kernel.spawn_app("reader")
+    kernel.alloc(reader.app_id, PageKind.PAGE_CACHE, 512)
+    idle = kernel.spawn_app("idle", oom_score_adj=800)
+    kernel.alloc(idle.app_id, PageKind.ANON, 1024)
+    fg = kernel.spawn_app("foreground", oom_score_adj=0)
+    kernel.alloc(fg.app_id, PageKind.ANON, kernel.buddy.free_pages() + 512 + 512 + 256 + 300)
+    kinds = [k for k in kernel.events.kinds() if k != EventKind.PRESSURE]
+    order = [EventKind.DROP_CACHE, EventKind.SECURE_RECLAIM, EventKind.SWAP_OUT,
+             EventKind.KILL]
+    firsts = [kinds.index(k) for k in order]
+    assert firsts == sorted(firsts)
+    assert manager.lent_pages(OWNER) == 0  # the secure side gave back everything it had
+    assert [e.subject for e in kernel.events.of_kind(EventKind.KILL)] == ["idle"]
+    kernel.buddy.check_invariants()

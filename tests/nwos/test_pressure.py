@@ -57,6 +57,13 @@ def test_pressure_drops_cache_then_swaps_then_kills() -> None:
     free_before = kernel.buddy.free_pages()
     demand = free_before + 70 * MIB // PAGE_SIZE_BYTES  # more than cache + swap can give
     kernel.alloc(FLEXMEM_OWNER, PageKind.FLEXMEM, demand)
+    log = [(e.kind, e.pages, e.subject) for e in kernel.events.events]
+    assert log == [
+        (EventKind.PRESSURE, demand, ""),
+        (EventKind.DROP_CACHE, 10240, ""),   # all 40 MiB of page cache
+        (EventKind.SWAP_OUT, 2048, ""),      # swap full after 8 MiB
+        (EventKind.KILL, 14336, "cached"),   # 64 MiB - 8 MiB swapped, oom_score_adj 900
+    ]
     kinds = kernel.events.kinds()
     assert kinds[0] == EventKind.PRESSURE
     first = {k: kinds.index(k) for k in (EventKind.DROP_CACHE, EventKind.SWAP_OUT,

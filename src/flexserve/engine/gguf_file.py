@@ -267,6 +267,7 @@ class GGUFFile:
         self._buf = buf
         self.path = path
         self._closer = closer
+        self._closed = False
         reader = _Reader(buf)
         self.version, n_tensors, n_kv = _read_header(reader)
         self.metadata: dict[str, Any] = _read_metadata(reader, n_kv)
@@ -328,10 +329,13 @@ class GGUFFile:
         info = self.tensors.get(name)
         if info is None:
             raise KeyError(f"no tensor named {name!r} in the GGUF file")
+        if self._closed:
+            raise ModelFormatError(f"{self!r} is closed")
         return self._buf[info.offset_bytes : info.offset_bytes + info.n_bytes]
 
     def close(self) -> None:
-        """Release the memory map, if no tensor view is still in use."""
+        """Stop serving tensor bytes; the map is unmapped once no tensor view is in use."""
+        self._closed = True
         if self._closer is not None and _try_close(self._buf.release):
             _try_close(self._closer)
             self._closer = None

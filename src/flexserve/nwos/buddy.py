@@ -111,21 +111,21 @@ class BuddyAllocator:
         self._assign(idx, kind, owner)
         return head + self.pages.base_pfn
 
-    def alloc_pages(self, count: int, kind: PageKind, owner: int,
+    def alloc_pages(self, count_pages: int, kind: PageKind, owner: int,
                     area: Area = Area.NORMAL, *, zero: bool = True) -> np.ndarray:
-        """``count`` pages, not necessarily contiguous, smallest free blocks first.
+        """``count_pages`` pages, not necessarily contiguous, smallest free blocks first.
 
         Returns absolute PFNs. All-or-nothing: raises OutOfMemoryError without side effects
-        when the area has fewer than ``count`` free pages.
+        when the area has fewer than ``count_pages`` free pages.
         """
-        if count < 0:
-            raise ConfigError("negative page count")
-        if count > self.free_pages(area):
+        if count_pages < 0:
+            raise ConfigError("negative page count_pages")
+        if count_pages > self.free_pages(area):
             raise OutOfMemoryError(
-                f"{count} pages requested, {self.free_pages(area)} free in {area.name}"
+                f"{count_pages} pages requested, {self.free_pages(area)} free in {area.name}"
             )
         parts: list[np.ndarray] = []
-        left = count
+        left = count_pages
         for order in range(MAX_ORDER + 1):
             if left >> order == 0:
                 break

@@ -97,27 +97,28 @@ class NormalWorldKernel:
     def available_pages(self, kind: PageKind) -> int:
         return sum(self.buddy.free_pages(a) for a in allowed_areas(kind))
 
-    def alloc(self, owner: int, kind: PageKind, count: int,
+    def alloc(self, owner: int, kind: PageKind, count_pages: int,
               exclude_shrinkers: Collection[str] = ()) -> np.ndarray:
-        """``count`` pages for ``owner`` (non-contiguous), reclaiming or killing if needed."""
-        self._make_room(kind, count, exclude_shrinkers)
-        return self.alloc_unreclaimed(owner, kind, count)
+        """``count_pages`` pages for ``owner`` (non-contiguous), reclaiming or killing if needed."""
+        self._make_room(kind, count_pages, exclude_shrinkers)
+        return self.alloc_unreclaimed(owner, kind, count_pages)
 
-    def reserve(self, kind: PageKind, count: int,
+    def reserve(self, kind: PageKind, count_pages: int,
                 exclude_shrinkers: Collection[str] = ()) -> None:
-        """Reclaim (or kill) until ``count`` pages of ``kind`` could be allocated."""
-        self._make_room(kind, count, exclude_shrinkers)
+        """Reclaim (or kill) until ``count_pages`` pages of ``kind`` could be allocated."""
+        self._make_room(kind, count_pages, exclude_shrinkers)
 
-    def alloc_unreclaimed(self, owner: int, kind: PageKind, count: int, *,
+    def alloc_unreclaimed(self, owner: int, kind: PageKind, count_pages: int, *,
                           zero: bool = True) -> np.ndarray:
         """Allocate from what is free now, without reclaim (raises OutOfMemoryError).
 
         ``zero=False`` for pages about to be overwritten (migration targets).
         """
-        if count > self.available_pages(kind):
-            raise OutOfMemoryError(f"{count} pages requested, {self.available_pages(kind)} free")
+        if count_pages > self.available_pages(kind):
+            raise OutOfMemoryError(
+                f"{count_pages} pages requested, {self.available_pages(kind)} free")
         free_by_area = {a: self.buddy.free_pages(a) for a in Area}
-        plan = split_request(count, kind, free_by_area)
+        plan = split_request(count_pages, kind, free_by_area)
         parts = [self.buddy.alloc_pages(n, kind, owner, area, zero=zero)
                  for area, n in plan.items() if n]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
@@ -130,8 +131,8 @@ class NormalWorldKernel:
     def free(self, pfns: np.ndarray) -> int:
         return self.buddy.release(pfns)
 
-    def _make_room(self, kind: PageKind, count: int, exclude: Collection[str]) -> None:
-        self.pressure.make_room(count, lambda: self.available_pages(kind), self._kill_one,
+    def _make_room(self, kind: PageKind, count_pages: int, exclude: Collection[str]) -> None:
+        self.pressure.make_room(count_pages, lambda: self.available_pages(kind), self._kill_one,
                                 exclude)
 
     def _kill_one(self) -> App | None:

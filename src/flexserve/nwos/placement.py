@@ -15,14 +15,15 @@ def allowed_areas(kind: PageKind) -> tuple[Area, ...]:
     return (Area.NORMAL, Area.CMA) if kind in MOVABLE_KINDS else (Area.NORMAL,)
 
 
-def split_request(count: int, kind: PageKind, free_by_area: dict[Area, int]) -> dict[Area, int]:
-    """Pages to take from each allowed area; assumes the allowed areas hold ``count`` free."""
+def split_request(count_pages: int, kind: PageKind,
+                  free_by_area: dict[Area, int]) -> dict[Area, int]:
+    """Pages to take from each allowed area (which must hold ``count_pages`` free)."""
     areas = allowed_areas(kind)
     total_free = sum(free_by_area[a] for a in areas)
     plan: dict[Area, int] = {}
-    left = count
+    left = count_pages
     for area in areas[1:]:
-        share = count * free_by_area[area] // total_free if total_free else 0
+        share = count_pages * free_by_area[area] // total_free if total_free else 0
         plan[area] = min(share, free_by_area[area])
         left -= plan[area]
     plan[areas[0]] = left
