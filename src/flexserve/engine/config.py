@@ -157,6 +157,27 @@ class ModelConfig:
             return 1.0
         return self.rope_scaling_factor
 
+    @property
+    def block_params(self) -> int:
+        """Parameters of one transformer block (projections and norms)."""
+        traits = self.traits
+        projections = self.d_model * (2 * self.q_dim + 2 * self.kv_dim + 3 * self.ffn_dim)
+        norms = self.d_model * (4 if traits.sandwich_norms else 2)
+        return projections + norms + (2 * self.head_dim if traits.qk_norm else 0)
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab_size * self.d_model
+
+    @property
+    def output_params(self) -> int:
+        """Final norm, plus the output matrix unless it is tied to the embedding."""
+        return self.d_model + (0 if self.tied_embeddings else self.embedding_params)
+
+    @property
+    def n_params(self) -> int:
+        return self.embedding_params + self.n_layers * self.block_params + self.output_params
+
     def kv_bytes_per_token(self, bytes_per_value: int = 4) -> int:
         return 2 * self.n_layers * self.kv_dim * bytes_per_value
 

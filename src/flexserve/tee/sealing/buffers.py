@@ -1,0 +1,49 @@
+"""Secure-side buffer handling: copy in before use, write out only verified bytes, scrub.
+
+Copy then verify (OP-TEE style): bytes handed in from the normal world may change while the
+secure side looks at them (a shared buffer the OS still maps). Every check and every
+decryption therefore runs on a private immutable copy made by :func:`copy_in`.
+"""
+
+from __future__ import annotations
+
+from flexserve.errors import ConfigError
+
+ByteSource = bytes | bytearray | memoryview
+_ZERO_BLOCK_BYTES = 1 << 20
+_ZEROS = bytes(_ZERO_BLOCK_BYTES)
+
+
+def byte_length(data: ByteSource) -> int:
+    """Length in bytes, without copying."""
+    return memoryview(data).nbytes
+
+
+def copy_in(data: ByteSource) -> bytes:
+    """A private immutable snapshot of ``data`` (``bytes`` are already immutable)."""
+    if type(data) is bytes:
+        return data
+    return memoryview(data).tobytes()
+
+
+def byte_view(data: ByteSource) -> memoryview:
+    """``data`` as a flat byte view (no copy); still normal-world memory, so copy before use."""
+    view = memoryview(data)
+    return view if view.ndim == 1 and view.format == "B" else view.cast("B")
+
+
+def writable_view(out: ByteSource) -> memoryview:
+    """``out`` as a flat writable byte view; a read-only buffer is the caller's error."""
+    view = memoryview(out)
+    if view.readonly:
+        raise ConfigError("the output buffer is read-only")
+    if not view.contiguous:
+        raise ConfigError("the output buffer must be contiguous")
+    return view if view.ndim == 1 and view.format == "B" else view.cast("B")
+
+
+def zero(view: memoryview) -> None:
+    """Scrub ``view`` in place."""
+    for start in range(0, len(view), _ZERO_BLOCK_BYTES):
+        end = min(start + _ZERO_BLOCK_BYTES, len(view))
+        view[start:end] = _ZEROS[: end - start]
