@@ -50,6 +50,11 @@ class ResourceTimes:
         """Time if everything ran one after another on one core (DRAM occupancy excluded)."""
         return self.flash_s + self.core_s + self.npu_s
 
+    def by_resource(self) -> dict[str, float]:
+        """Seconds per :class:`~flexserve.timing.sim.DeviceSim` resource (single-core seconds
+        for ``cpu``: divide by the cores a task is sharded over). DRAM is not a lane."""
+        return {"flash": self.flash_s, "cpu": self.core_s, "npu": self.npu_s}
+
     def nonzero(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
 

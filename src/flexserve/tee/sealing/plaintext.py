@@ -17,8 +17,6 @@ from flexserve.engine.gguf_file import GGUFFile
 from flexserve.engine.layers import LayerGroup, layer_groups
 from flexserve.tee.sealing.format import META_UNIT, UnitEntry
 
-_HASH_BLOCK_BYTES = 4 << 20
-
 
 @dataclass(frozen=True)
 class PlainUnit:
@@ -38,11 +36,8 @@ def plain_units(gguf: GGUFFile) -> list[PlainUnit]:
 
 
 def file_sha256(path: Path) -> bytes:
-    digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
-        while block := handle.read(_HASH_BLOCK_BYTES):
-            digest.update(block)
-    return digest.digest()
+        return hashlib.file_digest(handle, "sha256").digest()  # a small reused buffer
 
 
 def _prefix_chunks(path: Path, n_bytes: int, chunk_bytes: int) -> Iterator[bytes]:

@@ -132,7 +132,7 @@ def _write_units(writer: _HashingWriter, gguf: GGUFFile, gguf_path: Path,
         pieces = unit_chunks(gguf, gguf_path, source, chunk_bytes)
         for chunk, piece in zip(unit.chunks, pieces, strict=True):
             writer.write(prepared.keys.chunks.encrypt(
-                chunk_nonce(prepared.nonce_prefix, chunk), bytes(piece),
+                chunk_nonce(prepared.nonce_prefix, chunk), piece,
                 chunk_aad(prepared.binding, unit, chunk)))
             done += chunk.plaintext_bytes
             if progress is not None:

@@ -246,7 +246,10 @@ class SealedModel:
 
     def meta_gguf(self, reader: BlobReader) -> GGUFFile:
         """The GGUF index (metadata and tensor infos, no tensor bytes) from the ``meta`` unit."""
-        return gguf_from_meta(self.read_meta(reader), self.manifest.gguf_bytes)
+        meta = gguf_from_meta(self.read_meta(reader), self.manifest.gguf_bytes)
+        if meta.data_offset_bytes != self.meta_unit.n_bytes:
+            raise SecurityError()
+        return meta
 
     def layer_groups(self, meta: GGUFFile) -> list[LayerGroup]:
         """The engine's layer groups for this model, checked against the sealed units."""
