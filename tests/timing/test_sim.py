@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from flexserve.catalog.shapes import QWEN3_0_6B, layer_sizes
 from flexserve.errors import ConfigError
+from flexserve.timing import compute, costs, trace
 from flexserve.timing.profile import DeviceProfile, load_profile, profile_from_dict
 from flexserve.timing.sim import CPU, FLASH, NPU, DeviceSim, Event, Task, run_dag
 
@@ -182,3 +184,33 @@ def test_long_chains_need_no_recursion(p: DeviceProfile) -> None:
     result = run_dag(DeviceSim(p), chain)
     assert result.makespan_s == pytest.approx(3.0)
     assert len(result.log) == 3000
+
+
+def test_priced_model_pipeline_is_bounded(p: DeviceProfile) -> None:
+    """Costs + compute + sim together: Qwen3-0.6B, 128-token prompt, NPU prefill. The makespan
+    lies between the busiest-resource bound and the serial sum, and I/O overlaps compute."""
+    shape, tokens = QWEN3_0_6B, 128
+    tasks: list[Task] = []
+    previous: tuple[str, ...] = ()
+    for i, layer in enumerate(layer_sizes(shape)):
+        size, name = layer.q8_0_bytes, layer.name
+        alloc = costs.flexmem_alloc_s(costs.pages_for_bytes(size, p), p).serial_s
+        prefill = compute.prefill_layer_s(shape, layer, tokens, 0, compute.ComputeUnit.NPU, p)
+        tasks += [
+            Task(f"alloc:{name}", CPU, alloc, priority=i),
+            Task(f"load:{name}", FLASH, costs.flash_read_s(size, 1, p), (f"alloc:{name}",),
+                 priority=i, dram_bytes=size),
+            Task(f"decrypt:{name}", CPU, costs.decrypt_s(size, p), (f"load:{name}",),
+                 priority=i, shards=4, dram_bytes=costs.crypto_traffic_bytes(size)),
+            Task(f"compute:{name}", NPU, prefill, (f"decrypt:{name}", *previous)),
+        ]
+        previous = (f"compute:{name}",)
+    sim = DeviceSim(p)
+    result = run_dag(sim, tasks)
+    serial = sum(t.duration_s for t in tasks if t.shards == 1)
+    serial += sum(t.duration_s / t.shards for t in tasks if t.shards > 1)
+    bound = trace.busiest_resource_bound(result.log, sim.capacities)[1]
+    assert bound <= result.makespan_s < serial
+    assert sum(trace.ttft_breakdown(result.log).values()) == pytest.approx(result.makespan_s)
+    first_compute = result.start_s["compute:blk.0"]
+    assert first_compute < result.end_s["load:output"]  # streaming: compute before all I/O

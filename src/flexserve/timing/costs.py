@@ -335,7 +335,8 @@ def price(work: WorkRecord, profile: DeviceProfile, *, basis: Basis = Basis.COMP
           flash_write_requests: int | None = None) -> ResourceTimes:
     """Price ``work`` per resource.
 
-    ``frames_touched`` is a companion count (of bytes priced elsewhere) and is not priced.
+    ``frames_touched`` is a companion count (of bytes priced elsewhere) and is not priced;
+    the copies of migrated pages are inside ``memory.cma_migrate_per_page_s`` (any basis).
     Flash request counts are not in WorkRecord: ``None`` means one request per direction that
     moved bytes (what a single flash read/write record is). Counts that need a parameter the
     profile lacks (``pages_reclaimed``, ``smmu_entries_changed``, flash writes) require

@@ -134,9 +134,11 @@ class Task:
     """A node of a DAG: hold ``resource`` for ``duration_s`` once all ``deps`` are done.
 
     ``priority``: lower is served first among waiting requests (TZ-LLM's policy gives restore
-    work the index of the layer it feeds, so the earliest pending compute wins). ``shards``
-    splits the task into equal parts that each hold one unit (run in parallel if units are
-    free); ``dram_bytes`` is split the same way. ``category`` (alloc, io, decrypt, init,
+    work the index of the layer it feeds, so the earliest pending compute wins).
+    ``duration_s`` is the work of one unit; ``shards = k`` splits it into ``k`` equal parts that
+    each hold one unit for ``duration_s / k`` (in parallel if units are free), so a 4-core
+    decryption is ``Task(..., costs.decrypt_s(bytes, profile), shards=4)``; ``dram_bytes`` is
+    split the same way. ``category`` (alloc, io, decrypt, init,
     compute, ...) is copied into every event's attrs for reports.
     """
 

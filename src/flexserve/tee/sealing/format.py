@@ -31,6 +31,7 @@ HEADER_MAC_BYTES = 32
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_UNITS = 4096
 MAX_UNIT_NAME_BYTES = 64
+MAX_GGUF_BYTES = 1 << 40
 PAGE_BYTES = 4096
 MIN_CHUNK_BYTES = PAGE_BYTES
 MAX_CHUNK_BYTES = 256 << 20
@@ -195,7 +196,7 @@ def _parse_unit(cursor: _Cursor, chunk_bytes: int) -> UnitEntry:
     except UnicodeDecodeError:
         raise SecurityError() from None
     n_bytes, n_chunks = cursor.unpack(_UNIT_TAIL)
-    if n_bytes <= 0 or n_chunks != chunk_count(n_bytes, chunk_bytes):
+    if not 0 < n_bytes <= MAX_GGUF_BYTES or n_chunks != chunk_count(n_bytes, chunk_bytes):
         raise SecurityError()
     return UnitEntry(name, n_bytes)
 
@@ -206,7 +207,7 @@ def parse_manifest(raw: bytes) -> Manifest:
     magic, chunk_bytes, n_units, reserved, gguf_bytes, digest = cursor.unpack(_MANIFEST_HEAD)
     if magic != MANIFEST_MAGIC or reserved != 0 or not check_chunk_bytes(chunk_bytes):
         raise SecurityError()
-    if not 0 < n_units <= MAX_UNITS:
+    if not 0 < n_units <= MAX_UNITS or not 0 < gguf_bytes <= MAX_GGUF_BYTES:
         raise SecurityError()
     units = tuple(_parse_unit(cursor, chunk_bytes) for _ in range(n_units))
     names = [u.name for u in units]

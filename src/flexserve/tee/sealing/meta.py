@@ -15,8 +15,7 @@ import mmap
 
 from flexserve.engine.gguf_file import GGUFFile
 from flexserve.errors import SecurityError
-
-MAX_GGUF_BYTES = 1 << 40
+from flexserve.tee.sealing.format import MAX_GGUF_BYTES
 
 
 def gguf_from_meta(meta: bytes | bytearray, gguf_bytes: int) -> GGUFFile:
