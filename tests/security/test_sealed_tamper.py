@@ -389,3 +389,69 @@ def test_no_fallback_to_plaintext(model_path, keys, rollback, kind) -> None:
     data = {"gguf": model_path.read_bytes(), "empty": b"", "short": b"FXSEALED",
             "random": np.random.default_rng(5).bytes(64 * 1024)}[kind]
     refuse_open(data, keys, rollback)
+
+
+class BounceBufferReader(BytesBlobReader):
+    """A file service that reuses one shared buffer and scribbles over it on every request,
+    as an attacker would after the secure side looked at the previous answer."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.bounce = bytearray(len(data))
+
+    def read(self, offset_bytes: int, n_bytes: int) -> memoryview:
+        self.bounce[:] = b"\xff" * len(self.bounce)
+        piece = self._data[offset_bytes : offset_bytes + n_bytes]
+        self.bounce[: len(piece)] = piece
+        return memoryview(self.bounce)[: len(piece)]
+
+
+def test_bytes_are_copied_before_they_are_verified_and_used(blob, keys, rollback) -> None:
+    reader = BounceBufferReader(blob)
+    model = SealedModel.open(reader, keys, rollback)
+    for unit in model.units:
+        out = bytearray(unit.n_bytes)
+        model.read_unit_into(reader, unit, out)
+        ciphertext = reader.read(unit.chunks[0].file_offset_bytes,
+                                 unit.chunks[0].ciphertext_bytes)
+        model.decrypt_chunk_into(unit, 0, ciphertext, bytearray(unit.chunks[0].plaintext_bytes))
+
+
+def test_a_failing_file_service_is_refused(blob, keys, rollback) -> None:
+    class BrokenReader(BytesBlobReader):
+        def read(self, offset_bytes: int, n_bytes: int) -> memoryview:
+            if offset_bytes > HEADER_BYTES:
+                raise OSError("flash read error")
+            return super().read(offset_bytes, n_bytes)
+
+    reader = BrokenReader(blob)
+    model = SealedModel.open(reader, keys, rollback)
+    out = bytearray([FILL]) * model.unit("embed").n_bytes
+    with pytest.raises(SecurityError) as excinfo:
+        model.read_unit_into(reader, "embed", out)
+    assert_refused(excinfo)
+    assert not any(out)
+
+
+# -- decrypting straight into Flex-Mem frames ------------------------------------------------
+
+def test_chunks_decrypt_into_flex_mem_and_tampering_scrubs_the_frames(
+        blob, keys, rollback, port, victim_frames) -> None:
+    owner = 7  # the victim TA of tests/conftest.py, which mapped ``victim_frames``
+    frames = port.buffer(owner, victim_frames)
+    reader = BytesBlobReader(blob)
+    model = SealedModel.open(reader, keys, rollback)
+    unit = model.unit("blk.0")
+    plain = bytearray(unit.n_bytes)
+    model.read_unit_into(reader, unit, plain)
+    for index in (0, 1):
+        chunk = unit.chunks[index]
+        model.decrypt_chunk_into(unit, index, stored(blob, unit, index), frames,
+                                 out_offset_bytes=index * CHUNK_BYTES)
+        assert frames.read(index * CHUNK_BYTES, CHUNK_BYTES) == bytes(
+            plain[chunk.unit_offset_bytes : chunk.unit_offset_bytes + CHUNK_BYTES])
+    tampered = flipped(stored(blob, unit, 2), 0)
+    with pytest.raises(SecurityError) as excinfo:
+        model.decrypt_chunk_into(unit, 2, bytes(tampered), frames, out_offset_bytes=2 * CHUNK_BYTES)
+    assert_refused(excinfo)
+    assert frames.read(0, frames.size_bytes) == bytes(frames.size_bytes)

@@ -84,6 +84,18 @@ def test_models_are_sealed_on_first_use_only(store, model_path) -> None:
     assert first.version == 1 and first.blob_bytes == first.path.stat().st_size
 
 
+def test_catalog_models_are_sealed_on_first_use(store, model_path) -> None:
+    stored = store.ensure_catalog(str(model_path))
+    assert (stored.name, stored.version) == ("tiny", 1)
+    assert store.ensure_catalog(str(model_path)) == stored
+    model, reader = store.open("tiny")
+    with reader:
+        meta = model.meta_gguf(reader)
+    assert meta.architecture == "llama"
+    with pytest.raises(ModelError, match="shape-only"):
+        store.ensure_catalog("qwen3-0.6b")
+
+
 def test_store_and_secure_storage_must_not_overlap(tmp_path) -> None:
     device = SecureDevice.load_or_create(tmp_path / "home" / "store" / "secure")
     with pytest.raises(ConfigError):

@@ -29,6 +29,8 @@ SMC_ARG_REGISTERS = 7  # x1..x7
 
 Outcome = tuple[WorkRecord, tuple[int, ...]]
 Handler = Callable[[tuple[int, ...], object], Outcome]
+#: The trusted OS's entry for forwarded calls: message address in, (work, result) out.
+TrustedOsEntry = Callable[[int], tuple[WorkRecord, int]]
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,15 @@ class SmcDispatcher:
                 SmcService(FunctionId.ODP_DISABLE_S2, self._odp_disable),
                 SmcService(FunctionId.ODP_ENABLE_S2, self._odp_enable),
                 SmcService(FunctionId.ODP_STATUS, self._odp_status),
+                SmcService(FunctionId.TOS_CALL_WITH_ARG, self._tos_call),
             ]}
+        self._trusted_os: TrustedOsEntry | None = None
+
+    def register_trusted_os(self, entry: TrustedOsEntry) -> None:
+        """Boot-time: the secure world installs its entry for forwarded calls (once)."""
+        if self._trusted_os is not None:
+            raise SMCError(SmcStatus.DENIED, "a trusted OS is already registered")
+        self._trusted_os = entry
 
     def dispatch(self, fid: object, args: tuple[object, ...] = (),
                  payload: object = None) -> SmcResult:
@@ -117,6 +127,12 @@ class SmcDispatcher:
 
     def _odp_enable(self, regs: tuple[int, ...], payload: object) -> Outcome:
         return self.odp.enable(), ()
+
+    def _tos_call(self, regs: tuple[int, ...], payload: object) -> Outcome:
+        if self._trusted_os is None:
+            raise SMCError(SmcStatus.NOT_SUPPORTED)
+        work, result = self._trusted_os(regs[0])
+        return work, (result,)
 
     def _odp_status(self, regs: tuple[int, ...], payload: object) -> Outcome:
         return WorkRecord(), (int(self.odp.stage2_enabled), int(self.odp.ctx.locked))

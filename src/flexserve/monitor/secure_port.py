@@ -170,6 +170,10 @@ class SecureWorldPort:
         self._account(WorkRecord(bytes_copied=len(data)))
         self.ctx.soc.memory.write(pa, bytes(data))
 
+    def check_shared(self, pa: int, size_bytes: int) -> None:
+        """Refuse unless ``[pa, pa + size_bytes)`` is ordinary normal-world memory."""
+        self._require_normal_range(pa, size_bytes)
+
     def _require_normal_range(self, pa: int, size_bytes: int) -> None:
         self._flexmem.odp.ensure_enabled()
         if pa < 0 or size_bytes < 0 or pa + size_bytes > self.ctx.dram_frames << FRAME_SHIFT:

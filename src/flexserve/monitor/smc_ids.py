@@ -2,7 +2,8 @@
 
 Bit 31 = fast call, bit 30 = SMC64, bits 29:24 = owning entity 2 (SiP service),
 bits 15:0 = function number. Groups: 0x00xx general, 0x01xx Flex-Mem, 0x02xx guest
-stage-2 layout, 0x03xx Flex-NPU, 0x04xx on-demand protection. See docs/smc-abi.md.
+stage-2 layout, 0x03xx Flex-NPU, 0x04xx on-demand protection. One yielding call in the
+Trusted OS range (entity 50) is forwarded to the secure world. See docs/smc-abi.md.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import enum
 
 SMC64_FAST_SIP = 0xC200_0000
+#: SMC32 yielding call owned by the Trusted OS (SMCCC owning entity 50).
+SMC32_YIELD_TOS = 0x3200_0000
 
 
 class FunctionId(enum.IntEnum):
@@ -25,6 +28,8 @@ class FunctionId(enum.IntEnum):
     ODP_DISABLE_S2 = SMC64_FAST_SIP | 0x0400
     ODP_ENABLE_S2 = SMC64_FAST_SIP | 0x0401
     ODP_STATUS = SMC64_FAST_SIP | 0x0402
+    # Forwarded to the trusted OS: x1 = physical address of a message in normal memory.
+    TOS_CALL_WITH_ARG = SMC32_YIELD_TOS | 0x0004
 
 
 #: ABI version returned by VERSION as (major, minor).

@@ -38,6 +38,14 @@ class WorkRecord:
         return WorkRecord(**{f.name: getattr(self, f.name) + getattr(other, f.name)
                              for f in fields(self)})
 
+    def __sub__(self, other: WorkRecord) -> WorkRecord:
+        """The work done between two snapshots of an accumulating record."""
+        return WorkRecord(**{f.name: getattr(self, f.name) - getattr(other, f.name)
+                             for f in fields(self)})
+
+    def copy(self) -> WorkRecord:
+        return WorkRecord(**{f.name: getattr(self, f.name) for f in fields(self)})
+
     def __iadd__(self, other: WorkRecord) -> WorkRecord:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))

@@ -7,6 +7,7 @@ Public API (secure world only)::
     seal_model(gguf_path, out_path, keys, model_version=1)          # streams, chunk by chunk
     model = SealedModel.open(FileBlobReader(out_path), keys, rollback)  # header + manifest
     model.decrypt_chunk_into(unit, chunk, ciphertext, out)          # copy, verify, decrypt
+                                           # out: bytearray/memoryview or a FlexBuffer
     model.read_unit_into(reader, "blk.0", out)                      # a whole layer group
     meta = model.meta_gguf(reader)                                  # GGUF index for the engine
 
@@ -19,6 +20,7 @@ from flexserve.tee.sealing.blob_io import (
     FileBlobReader,
     FlashBlobReader,
 )
+from flexserve.tee.sealing.buffers import ByteSink
 from flexserve.tee.sealing.device import SecureDevice
 from flexserve.tee.sealing.format import DEFAULT_CHUNK_BYTES, HEADER_BYTES, HEADER_FIELDS
 from flexserve.tee.sealing.geometry import ChunkRef, SealedUnit
@@ -33,6 +35,7 @@ __all__ = [
     "HEADER_BYTES",
     "HEADER_FIELDS",
     "BlobReader",
+    "ByteSink",
     "BytesBlobReader",
     "ChunkRef",
     "DeviceKeys",

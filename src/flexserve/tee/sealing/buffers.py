@@ -3,15 +3,31 @@
 Copy then verify (OP-TEE style): bytes handed in from the normal world may change while the
 secure side looks at them (a shared buffer the OS still maps). Every check and every
 decryption therefore runs on a private immutable copy made by :func:`copy_in`.
+
+Plaintext goes to an :class:`OutBuffer`: either a writable byte view (``bytearray``,
+``memoryview``, numpy array) or a :class:`ByteSink` such as the TA's
+:class:`~flexserve.monitor.secure_port.FlexBuffer` over Flex-Mem frames.
 """
 
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 from flexserve.errors import ConfigError
 
 ByteSource = bytes | bytearray | memoryview
 _ZERO_BLOCK_BYTES = 1 << 20
 _ZEROS = bytes(_ZERO_BLOCK_BYTES)
+
+
+@runtime_checkable
+class ByteSink(Protocol):
+    """Byte-addressed secure memory that is written through calls (e.g. a FlexBuffer)."""
+
+    @property
+    def size_bytes(self) -> int: ...
+
+    def write(self, offset: int, data: bytes) -> None: ...
 
 
 def byte_length(data: ByteSource) -> int:
@@ -47,3 +63,30 @@ def zero(view: memoryview) -> None:
     for start in range(0, len(view), _ZERO_BLOCK_BYTES):
         end = min(start + _ZERO_BLOCK_BYTES, len(view))
         view[start:end] = _ZEROS[: end - start]
+
+
+class OutBuffer:
+    """The caller's destination for verified plaintext; scrubbed as a whole on failure."""
+
+    def __init__(self, out: ByteSource | ByteSink) -> None:
+        if isinstance(out, ByteSink):
+            self._sink: ByteSink | None = out
+            self._view: memoryview | None = None
+            self.size_bytes = int(out.size_bytes)
+        else:
+            self._sink, self._view = None, writable_view(out)
+            self.size_bytes = len(self._view)
+
+    def write(self, offset_bytes: int, data: bytes) -> None:
+        if self._view is not None:
+            self._view[offset_bytes : offset_bytes + len(data)] = data
+        else:
+            assert self._sink is not None
+            self._sink.write(offset_bytes, data)
+
+    def zero(self) -> None:
+        if self._view is not None:
+            zero(self._view)
+            return
+        for start in range(0, self.size_bytes, _ZERO_BLOCK_BYTES):
+            self.write(start, _ZEROS[: min(_ZERO_BLOCK_BYTES, self.size_bytes - start)])

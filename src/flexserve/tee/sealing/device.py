@@ -29,5 +29,6 @@ class SecureDevice:
     def load_or_create(cls, secure_dir: Path) -> SecureDevice:
         """The device whose secure storage is ``secure_dir`` (provisioned on first use)."""
         root = Path(secure_dir).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
         keys = DeviceKeys.load_or_create(root / HUK_FUSE)
         return cls(root, keys, RollbackCounter(root / RPMB_DIR, keys))

@@ -83,7 +83,8 @@ class RollbackCounter:
     @staticmethod
     def _write_atomic(path: Path, data: bytes) -> None:
         tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as handle:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

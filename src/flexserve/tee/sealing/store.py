@@ -126,6 +126,16 @@ class ModelStore:
         result = self.seal(gguf_path, name, version, progress=progress)
         return StoredModel(name, version, result.path)
 
+    def ensure_catalog(self, name_or_path: str,
+                       progress: ProgressCallback | None = None) -> StoredModel:
+        """A catalog model (or a .gguf path) in the store, sealed on first use."""
+        from flexserve.catalog import resolve
+
+        entry = resolve(name_or_path)
+        if entry.path is None:
+            raise ModelError(f"{entry.name} is a shape-only model: it has no weights to seal")
+        return self.ensure_sealed(store_name(entry.name), entry.path, progress)
+
     def open(self, name: str, version: int | None = None) -> tuple[SealedModel, FileBlobReader]:
         """Verify and install the newest (or the given) version; returns it and its reader."""
         stored = self.latest(name) if version is None else StoredModel(

@@ -28,12 +28,12 @@ from flexserve.engine.layers import LayerGroup, layer_groups
 from flexserve.errors import ConfigError, SecurityError
 from flexserve.tee.sealing.blob_io import BlobReader, read_exact, reported_size
 from flexserve.tee.sealing.buffers import (
+    ByteSink,
     ByteSource,
+    OutBuffer,
     byte_length,
     byte_view,
     copy_in,
-    writable_view,
-    zero,
 )
 from flexserve.tee.sealing.format import (
     HEADER_BYTES,
@@ -59,6 +59,7 @@ from flexserve.tee.sealing.rollback import RollbackCounter
 
 UnitRef = int | str | SealedUnit
 ChunkSelector = int | ChunkRef
+Output = bytearray | memoryview | ByteSink
 
 
 def _authenticated_header(raw: bytes, device_keys: DeviceKeys) -> tuple[Header, FileKeys]:
@@ -168,7 +169,7 @@ class SealedModel:
         return self._keys
 
     def _decrypt(self, unit: SealedUnit, chunk: ChunkRef, ciphertext: ByteSource,
-                 target: memoryview) -> None:
+                 target: OutBuffer, offset_bytes: int) -> None:
         if byte_length(ciphertext) != chunk.ciphertext_bytes:
             raise SecurityError()
         secure = copy_in(ciphertext)  # copy first: the normal world may still write it
@@ -178,37 +179,39 @@ class SealedModel:
                 chunk_aad(self._binding, unit, chunk))
         except InvalidTag:
             raise SecurityError() from None
-        target[: chunk.plaintext_bytes] = plain
+        target.write(offset_bytes, plain)  # only verified plaintext reaches the caller
 
     @staticmethod
-    def _target(out: ByteSource, n_bytes: int) -> memoryview:
-        target = writable_view(out)
-        if len(target) < n_bytes:
-            zero(target)
-            raise ConfigError(f"the output buffer holds {len(target)} bytes, {n_bytes} needed")
+    def _target(out: Output, offset_bytes: int, n_bytes: int) -> OutBuffer:
+        target = OutBuffer(out)
+        if offset_bytes < 0 or offset_bytes + n_bytes > target.size_bytes:
+            target.zero()
+            raise ConfigError(f"the output buffer holds {target.size_bytes} bytes, "
+                              f"{offset_bytes + n_bytes} needed")
         return target
 
     def decrypt_chunk_into(self, unit: UnitRef, chunk: ChunkSelector, ciphertext: ByteSource,
-                           out: ByteSource) -> int:
+                           out: Output, out_offset_bytes: int = 0) -> int:
         """Copy, verify and decrypt one chunk into ``out``; returns the plaintext size.
 
-        ``out`` receives the chunk's plaintext at offset 0. On any failure it is zeroed and
-        :class:`SecurityError` is raised.
+        ``out`` (a writable byte buffer, or a :class:`ByteSink` such as a FlexBuffer) receives
+        the plaintext at ``out_offset_bytes``. On any failure the whole of ``out`` is zeroed
+        and :class:`SecurityError` is raised.
         """
         sealed_unit = self.unit(unit)
         ref = self._chunk(sealed_unit, chunk)
-        target = self._target(out, ref.plaintext_bytes)
+        target = self._target(out, out_offset_bytes, ref.plaintext_bytes)
         try:
-            self._decrypt(sealed_unit, ref, ciphertext, target)
+            self._decrypt(sealed_unit, ref, ciphertext, target, out_offset_bytes)
         except BaseException:
-            zero(target)
+            target.zero()
             raise
         return ref.plaintext_bytes
 
-    def decrypt_unit_into(self, unit: UnitRef, ciphertext: ByteSource, out: ByteSource) -> int:
+    def decrypt_unit_into(self, unit: UnitRef, ciphertext: ByteSource, out: Output) -> int:
         """Decrypt a whole unit from its contiguous stored bytes (all chunks, in order)."""
         sealed_unit = self.unit(unit)
-        target = self._target(out, sealed_unit.n_bytes)
+        target = self._target(out, 0, sealed_unit.n_bytes)
         try:
             if byte_length(ciphertext) != sealed_unit.ciphertext_bytes:
                 raise SecurityError()
@@ -217,22 +220,22 @@ class SealedModel:
             for ref in sealed_unit.chunks:
                 start = ref.file_offset_bytes - base
                 self._decrypt(sealed_unit, ref, source[start : start + ref.ciphertext_bytes],
-                              target[ref.unit_offset_bytes :])
+                              target, ref.unit_offset_bytes)
         except BaseException:
-            zero(target)
+            target.zero()
             raise
         return sealed_unit.n_bytes
 
-    def read_unit_into(self, reader: BlobReader, unit: UnitRef, out: ByteSource) -> int:
+    def read_unit_into(self, reader: BlobReader, unit: UnitRef, out: Output) -> int:
         """Read a unit's chunks through ``reader`` one at a time and decrypt them into ``out``."""
         sealed_unit = self.unit(unit)
-        target = self._target(out, sealed_unit.n_bytes)
+        target = self._target(out, 0, sealed_unit.n_bytes)
         try:
             for ref in sealed_unit.chunks:
                 ciphertext = read_exact(reader, ref.file_offset_bytes, ref.ciphertext_bytes)
-                self._decrypt(sealed_unit, ref, ciphertext, target[ref.unit_offset_bytes :])
+                self._decrypt(sealed_unit, ref, ciphertext, target, ref.unit_offset_bytes)
         except BaseException:
-            zero(target)
+            target.zero()
             raise
         return sealed_unit.n_bytes
 

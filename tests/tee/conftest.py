@@ -1,0 +1,6 @@
+"""tests/tee helpers (``tee_world``) on the import path."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
