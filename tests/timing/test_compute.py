@@ -9,10 +9,10 @@ from flexserve.catalog.shapes import (
     LLAMA3_1_8B,
     QWEN3_0_6B,
     LayerSize,
-    ModelShape,
     block_size,
     layer_sizes,
 )
+from flexserve.engine.config import ModelConfig
 from flexserve.errors import ConfigError
 from flexserve.timing import compute as c
 from flexserve.timing.compute import ComputeUnit
@@ -20,7 +20,7 @@ from flexserve.timing.profile import DeviceProfile, load_profile
 
 TZLLM_CPU_PREFILL_S = 164.558  # TZ-LLM Fig. 1: Llama-3-8B Q8_0, 512-token prompt, 4 A76 cores
 CALIBRATION_PROMPT_TOKENS = 512
-TOY = ModelShape("llama", n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, head_dim=16,
+TOY = ModelConfig("llama", n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, head_dim=16,
                  ffn_dim=128, vocab_size=1000, context_length=256, tied_embeddings=True)
 
 
@@ -29,7 +29,7 @@ def p() -> DeviceProfile:
     return load_profile("rk3588")
 
 
-def _model_ops(shape: ModelShape, tokens: int, attention: bool) -> int:
+def _model_ops(shape: ModelConfig, tokens: int, attention: bool) -> int:
     total = 0
     for layer in layer_sizes(shape):
         total += c.prefill_matmul_ops(shape, layer, tokens)

@@ -11,7 +11,8 @@ from enum import Enum
 from pathlib import Path
 
 from flexserve.catalog.bundled import BUNDLED_MODELS, DEFAULT_MODEL, BundledModel
-from flexserve.catalog.shapes import PAPER_MODELS, ModelShape, layer_sizes
+from flexserve.catalog.shapes import PAPER_MODELS, layer_sizes
+from flexserve.engine.config import ModelConfig
 from flexserve.errors import ModelNotFoundError
 
 __all__ = [
@@ -41,7 +42,7 @@ class CatalogEntry:
     size_bytes: int
     n_layers: int
     path: Path | None = None
-    shape: ModelShape | None = None
+    shape: ModelConfig | None = None
 
     @property
     def has_weights(self) -> bool:
@@ -83,7 +84,7 @@ def _entry_from_bundled(model: BundledModel) -> CatalogEntry:
     return _entry_from_gguf(model.name, model.path(), ModelKind.BUNDLED)
 
 
-def _entry_from_shape(name: str, shape: ModelShape) -> CatalogEntry:
+def _entry_from_shape(name: str, shape: ModelConfig) -> CatalogEntry:
     layers = layer_sizes(shape)
     return CatalogEntry(
         name=name,

@@ -2,7 +2,8 @@
 
 The paper evaluates Qwen3 0.6B/1.7B/8B, Llama 3.2 3B and Llama 3.1 8B in INT8. Their weights
 are not available here, but their shapes are public, and shapes are all the timing-only mode
-needs: per-layer parameter counts and the bytes each layer occupies in Q8_0.
+needs: per-layer parameter counts and the bytes each layer occupies in Q8_0. A shape-only model
+is an engine :class:`ModelConfig` with no weights, so parameter counting has one definition.
 
 Sources (the models' public ``config.json`` files on their Hugging Face model cards):
 - Qwen/Qwen3-0.6B, Qwen/Qwen3-1.7B, Qwen/Qwen3-8B
@@ -13,40 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flexserve.engine.config import ModelConfig
+
 # Q8_0 stores blocks of 32 weights as one fp16 scale plus 32 int8 values (ggml's block_q8_0).
 Q8_0_BLOCK_WEIGHTS = 32
 Q8_0_BLOCK_BYTES = 34
 # ggml keeps 1-D tensors (norm weights) in F32.
 F32_BYTES = 4
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """The dimensions of a decoder-only transformer, enough to size and time it."""
-
-    architecture: str
-    n_layers: int
-    d_model: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    ffn_dim: int
-    vocab_size: int
-    context_length: int
-    tied_embeddings: bool
-    qk_norm: bool = False
-
-    @property
-    def q_dim(self) -> int:
-        return self.n_heads * self.head_dim
-
-    @property
-    def kv_dim(self) -> int:
-        return self.n_kv_heads * self.head_dim
-
-    def kv_bytes_per_token(self, bytes_per_value: int = 2) -> int:
-        """KV-cache bytes one token adds across all layers (fp16 K and V by default)."""
-        return 2 * self.n_layers * self.kv_dim * bytes_per_value
 
 
 @dataclass(frozen=True)
@@ -67,31 +41,45 @@ class LayerSize:
         return blocks * Q8_0_BLOCK_BYTES + self.vector_params * F32_BYTES
 
 
-def block_size(shape: ModelShape, index: int) -> LayerSize:
-    """Parameters of transformer block ``index``: attention, FFN and their norms."""
-    d = shape.d_model
-    attention = d * shape.q_dim + 2 * d * shape.kv_dim + shape.q_dim * d
-    ffn = 3 * d * shape.ffn_dim  # gate, up, down
-    norms = 2 * d + (2 * shape.head_dim if shape.qk_norm else 0)
-    return LayerSize(f"blk.{index}", attention + ffn, norms)
+def block_size(config: ModelConfig, index: int) -> LayerSize:
+    """Block ``index``: its projection matrices, and its norm vectors (kept in F32)."""
+    matrix = config.d_model * (2 * config.q_dim + 2 * config.kv_dim + 3 * config.ffn_dim)
+    return LayerSize(f"blk.{index}", matrix, config.block_params - matrix)
 
 
-def layer_sizes(shape: ModelShape) -> list[LayerSize]:
+def layer_sizes(config: ModelConfig) -> list[LayerSize]:
     """Every loadable unit in load order: embed, blocks, output (norm plus untied head)."""
-    embed = LayerSize("embed", shape.vocab_size * shape.d_model, 0)
-    blocks = [block_size(shape, i) for i in range(shape.n_layers)]
-    head_params = 0 if shape.tied_embeddings else shape.vocab_size * shape.d_model
-    output = LayerSize("output", head_params, shape.d_model)
+    embed = LayerSize("embed", config.embedding_params, 0)
+    blocks = [block_size(config, i) for i in range(config.n_layers)]
+    output = LayerSize("output", config.output_params - config.d_model, config.d_model)
     return [embed, *blocks, output]
 
 
-QWEN3_0_6B = ModelShape("qwen3", 28, 1024, 16, 8, 128, 3072, 151936, 40960, True, qk_norm=True)
-QWEN3_1_7B = ModelShape("qwen3", 28, 2048, 16, 8, 128, 6144, 151936, 40960, True, qk_norm=True)
-QWEN3_8B = ModelShape("qwen3", 36, 4096, 32, 8, 128, 12288, 151936, 40960, False, qk_norm=True)
-LLAMA3_2_3B = ModelShape("llama", 28, 3072, 24, 8, 128, 8192, 128256, 131072, True)
-LLAMA3_1_8B = ModelShape("llama", 32, 4096, 32, 8, 128, 14336, 128256, 131072, False)
+def _qwen3(name: str, n_layers: int, d_model: int, n_heads: int, ffn_dim: int,
+           tied: bool) -> ModelConfig:
+    return ModelConfig(architecture="qwen3", name=name, n_layers=n_layers, d_model=d_model,
+                       n_heads=n_heads, n_kv_heads=8, head_dim=128, ffn_dim=ffn_dim,
+                       vocab_size=151936, context_length=40960, rope_base=1_000_000.0,
+                       tied_embeddings=tied)
 
-PAPER_MODELS: dict[str, ModelShape] = {
+
+def _llama3(name: str, n_layers: int, d_model: int, n_heads: int, ffn_dim: int,
+            tied: bool) -> ModelConfig:
+    # Llama 3.x use "llama3" RoPE frequency scaling, which only matters past 8k tokens and is
+    # irrelevant to shape-only timing; the engine refuses it for real weights.
+    return ModelConfig(architecture="llama", name=name, n_layers=n_layers, d_model=d_model,
+                       n_heads=n_heads, n_kv_heads=8, head_dim=128, ffn_dim=ffn_dim,
+                       vocab_size=128256, context_length=131072, rope_base=500_000.0,
+                       tied_embeddings=tied)
+
+
+QWEN3_0_6B = _qwen3("Qwen3-0.6B", 28, 1024, 16, 3072, tied=True)
+QWEN3_1_7B = _qwen3("Qwen3-1.7B", 28, 2048, 16, 6144, tied=True)
+QWEN3_8B = _qwen3("Qwen3-8B", 36, 4096, 32, 12288, tied=False)
+LLAMA3_2_3B = _llama3("Llama-3.2-3B-Instruct", 28, 3072, 24, 8192, tied=True)
+LLAMA3_1_8B = _llama3("Llama-3.1-8B-Instruct", 32, 4096, 32, 14336, tied=False)
+
+PAPER_MODELS: dict[str, ModelConfig] = {
     "qwen3-0.6b": QWEN3_0_6B,
     "qwen3-1.7b": QWEN3_1_7B,
     "qwen3-8b": QWEN3_8B,

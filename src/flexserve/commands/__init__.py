@@ -16,9 +16,9 @@ class Command:
 
 
 def _table() -> tuple[Command, ...]:
-    from flexserve.commands import bench, chat, generate, models
+    from flexserve.commands import bench, chat, generate, models, seal
 
-    return (generate.COMMAND, chat.COMMAND, models.COMMAND, bench.COMMAND)
+    return (generate.COMMAND, chat.COMMAND, models.COMMAND, seal.COMMAND, bench.COMMAND)
 
 
 COMMANDS: tuple[Command, ...] = _table()

@@ -21,13 +21,13 @@ from flexserve.catalog.shapes import (
     Q8_0_BLOCK_BYTES,
     Q8_0_BLOCK_WEIGHTS,
     LayerSize,
-    ModelShape,
     layer_sizes,
 )
+from flexserve.engine.config import ModelConfig
 from flexserve.errors import ConfigError
 from flexserve.timing.profile import DeviceProfile
 
-#: KV-cache element size: llama.cpp's default fp16 K and V (``ModelShape.kv_bytes_per_token``).
+#: KV-cache element size: llama.cpp's default fp16 K and V (``ModelConfig.kv_bytes_per_token``).
 KV_BYTES_PER_VALUE = 2
 
 
@@ -58,7 +58,7 @@ def q8_0_matrix_bytes(params: int) -> int:
     return -(-params // Q8_0_BLOCK_WEIGHTS) * Q8_0_BLOCK_BYTES
 
 
-def head_params(shape: ModelShape) -> int:
+def head_params(shape: ModelConfig) -> int:
     """Parameters of the LM head (the embedding matrix when embeddings are tied)."""
     return shape.vocab_size * shape.d_model
 
@@ -70,7 +70,7 @@ def _check_tokens(tokens: int, context_tokens: int) -> None:
 
 # --- prefill --------------------------------------------------------------------------------
 
-def prefill_matmul_ops(shape: ModelShape, layer: LayerSize, tokens: int,
+def prefill_matmul_ops(shape: ModelConfig, layer: LayerSize, tokens: int,
                        logits_tokens: int = 1) -> int:
     """``2 x params x tokens`` for a block; the head only for ``logits_tokens`` positions
     (llama.cpp computes logits of the last prompt token only); the embedding is a gather."""
@@ -83,7 +83,7 @@ def prefill_matmul_ops(shape: ModelShape, layer: LayerSize, tokens: int,
     return 0
 
 
-def prefill_attention_ops(shape: ModelShape, layer: LayerSize, tokens: int,
+def prefill_attention_ops(shape: ModelConfig, layer: LayerSize, tokens: int,
                           context_tokens: int = 0) -> int:
     """Causal attention of ``tokens`` new tokens after ``context_tokens`` cached ones.
 
@@ -98,7 +98,7 @@ def prefill_attention_ops(shape: ModelShape, layer: LayerSize, tokens: int,
     return 4 * shape.q_dim * pairs
 
 
-def prefill_ops(shape: ModelShape, layer: LayerSize, tokens: int, context_tokens: int = 0) -> int:
+def prefill_ops(shape: ModelConfig, layer: LayerSize, tokens: int, context_tokens: int = 0) -> int:
     """All counted prefill ops of one layer (matmuls + attention)."""
     return (prefill_matmul_ops(shape, layer, tokens)
             + prefill_attention_ops(shape, layer, tokens, context_tokens))
@@ -124,7 +124,7 @@ def npu_ops_s(ops: int, profile: DeviceProfile, jobs: int = 1) -> float:
     return ops / (npu.peak_int8_ops_per_s * npu.prefill_efficiency) + jobs * npu.job_launch_s
 
 
-def prefill_layer_s(shape: ModelShape, layer: LayerSize, tokens: int, context_tokens: int,
+def prefill_layer_s(shape: ModelConfig, layer: LayerSize, tokens: int, context_tokens: int,
                     unit: ComputeUnit, profile: DeviceProfile, *, cpu_cores: int | None = None,
                     npu_jobs: int = 1) -> float:
     """Prefill time of one layer on ``unit`` (``npu_jobs``: jobs submitted for the layer)."""
@@ -134,7 +134,7 @@ def prefill_layer_s(shape: ModelShape, layer: LayerSize, tokens: int, context_to
     return npu_ops_s(ops, profile, npu_jobs)
 
 
-def prefill_s(shape: ModelShape, tokens: int, unit: ComputeUnit, profile: DeviceProfile,
+def prefill_s(shape: ModelConfig, tokens: int, unit: ComputeUnit, profile: DeviceProfile,
               context_tokens: int = 0) -> float:
     """Whole-model prefill: the sum of :func:`prefill_layer_s` over :func:`layer_sizes`."""
     return sum(prefill_layer_s(shape, layer, tokens, context_tokens, unit, profile)
@@ -143,7 +143,7 @@ def prefill_s(shape: ModelShape, tokens: int, unit: ComputeUnit, profile: Device
 
 # --- decode ---------------------------------------------------------------------------------
 
-def decode_bytes(shape: ModelShape, layer: LayerSize, context_tokens: int) -> int:
+def decode_bytes(shape: ModelConfig, layer: LayerSize, context_tokens: int) -> int:
     """Bytes one decoded token reads from memory in ``layer``.
 
     Block: its Q8_0 weights (+ F32 norms) and the K and V of ``context_tokens + 1`` positions
@@ -159,7 +159,7 @@ def decode_bytes(shape: ModelShape, layer: LayerSize, context_tokens: int) -> in
     return q8_0_matrix_bytes(shape.d_model)
 
 
-def decode_layer_s(shape: ModelShape, layer: LayerSize, context_tokens: int, unit: ComputeUnit,
+def decode_layer_s(shape: ModelConfig, layer: LayerSize, context_tokens: int, unit: ComputeUnit,
                    profile: DeviceProfile, *, npu_jobs: int = 1) -> float:
     """Decode time of one layer for one token: ``decode_bytes / rate``.
 
@@ -176,12 +176,12 @@ def decode_layer_s(shape: ModelShape, layer: LayerSize, context_tokens: int, uni
     return size / profile.npu.decode_bytes_per_s + jobs * profile.npu.job_launch_s
 
 
-def decode_token_bytes(shape: ModelShape, context_tokens: int) -> int:
+def decode_token_bytes(shape: ModelConfig, context_tokens: int) -> int:
     """Bytes read to decode one token with ``context_tokens`` cached."""
     return sum(decode_bytes(shape, layer, context_tokens) for layer in layer_sizes(shape))
 
 
-def decode_token_s(shape: ModelShape, context_tokens: int, unit: ComputeUnit,
+def decode_token_s(shape: ModelConfig, context_tokens: int, unit: ComputeUnit,
                    profile: DeviceProfile, *, npu_jobs_per_layer: int = 1) -> float:
     """One decoded token, all layers (NPU: ``npu_jobs_per_layer`` on blocks and the head)."""
     return sum(decode_layer_s(shape, layer, context_tokens, unit, profile,
@@ -189,7 +189,7 @@ def decode_token_s(shape: ModelShape, context_tokens: int, unit: ComputeUnit,
                for layer in layer_sizes(shape))
 
 
-def decode_tokens_per_s(shape: ModelShape, context_tokens: int, unit: ComputeUnit,
+def decode_tokens_per_s(shape: ModelConfig, context_tokens: int, unit: ComputeUnit,
                         profile: DeviceProfile, *, npu_jobs_per_layer: int = 1) -> float:
     return 1.0 / decode_token_s(shape, context_tokens, unit, profile,
                                 npu_jobs_per_layer=npu_jobs_per_layer)
