@@ -6,9 +6,8 @@ import argparse
 import hashlib
 from pathlib import Path
 
-import gguf
-import numpy as np
 import pytest
+from sealing_world import write_tiny_gguf
 
 from flexserve.commands import seal as seal_command
 from flexserve.errors import ConfigError, ModelError, SecurityError
@@ -24,23 +23,9 @@ from flexserve.tee.sealing.store import flexserve_home, store_name
 CHUNK_BYTES = 4096
 
 
-def write_tiny_gguf(path: Path) -> Path:
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_block_count(1)
-    rng = np.random.default_rng(0)
-    for name, shape in {"token_embd.weight": (64, 32), "blk.0.attn_q.weight": (32, 32),
-                        "output_norm.weight": (32,)}.items():
-        writer.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
 @pytest.fixture
 def model_path(tmp_path: Path) -> Path:
-    return write_tiny_gguf(tmp_path / "tiny.gguf")
+    return write_tiny_gguf(tmp_path / "tiny.gguf", hidden=32, n_layers=1)
 
 
 @pytest.fixture
