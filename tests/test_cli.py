@@ -115,3 +115,37 @@ def test_chat_reset_forgets_history(capsys: pytest.CaptureFixture[str],
     assert "Paris" in first
     assert second == fresh.strip("\n")  # after /reset the history is gone
     assert err.count("prompt tokens") == 2
+
+
+def _patched_copy(src: Path, dst: Path, find: bytes, replace_at: int, new: bytes) -> Path:
+    """Copy a GGUF with ``new`` written ``replace_at`` bytes after the first ``find``."""
+    data = bytearray(src.read_bytes())
+    at = data.index(find) + replace_at
+    data[at:at + len(new)] = new
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_unknown_architecture(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                              smollm2_path: Path) -> None:
+    key = b"general.architecture"
+    # key, then value type u32 and string length u64, then the 5 bytes "llama"
+    bogus = _patched_copy(smollm2_path, tmp_path / "arch.gguf", key, len(key) + 12, b"mamba")
+    code, _, err = run_cli(capsys, "generate", "hi", "--model", str(bogus))
+    assert_clean_error(code, err, "mamba")
+
+
+def test_unknown_quantization_type(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                   smollm2_path: Path) -> None:
+    import struct
+
+    from flexserve.engine.gguf_file import GGUFFile
+
+    first = next(iter(GGUFFile.open(smollm2_path).tensors.values()))
+    name = first.name.encode()
+    # tensor info: name, n_dims u32, dims u64 each, then the type u32
+    offset = len(name) + 4 + 8 * len(first.shape)
+    bogus = _patched_copy(smollm2_path, tmp_path / "quant.gguf", struct.pack("<Q", len(name))
+                          + name, 8 + offset, struct.pack("<I", 99))
+    code, _, err = run_cli(capsys, "generate", "hi", "--model", str(bogus))
+    assert_clean_error(code, err, "99")
