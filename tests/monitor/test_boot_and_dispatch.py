@@ -7,7 +7,7 @@ from flexserve.errors import ConfigError, SMCError
 from flexserve.monitor.flexmem import IpaStatus
 from flexserve.monitor.ledger import FrameState
 from flexserve.monitor.platform import boot_platform
-from flexserve.monitor.smc_ids import ABI_VERSION, SMC64_FAST_SIP, FunctionId
+from flexserve.monitor.smc_ids import ABI_VERSION, SMC32_YIELD_TOS, SMC64_FAST_SIP, FunctionId
 from flexserve.monitor.status import SmcStatus
 from flexserve.soc.board import BoardConfig
 from flexserve.soc.constants import FRAME_SIZE_BYTES, MIB
@@ -29,9 +29,12 @@ def test_too_small_dram_is_a_config_error():
                                         tee_region_bytes=2 * MIB))
 
 
-def test_function_ids_are_sip_fast_smc64():
+def test_function_ids_are_sip_fast_smc64_or_trusted_os_yielding():
     for fid in FunctionId:
-        assert fid & 0xFFFF_0000 == SMC64_FAST_SIP
+        if fid is FunctionId.TOS_CALL_WITH_ARG:
+            assert fid & 0xFFFF_0000 == SMC32_YIELD_TOS
+        else:
+            assert fid & 0xFFFF_0000 == SMC64_FAST_SIP
 
 
 def test_version(attacker):
