@@ -1,0 +1,1 @@
+"""The paper's four systems as configurations of one code base (docs/systems.md)."""

@@ -1,0 +1,101 @@
+"""One emulated device with the FlexServe Framework installed, and a client for it.
+
+Boots the board (blobs live in the flash directory), the normal-world kernel with its Flex-Mem
+manager, TEE file service and NPU driver (registered with Flex-NPU), the trusted OS and the
+framework TA, and wires the TA to the device's secure storage and to the work counters the
+timing model reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flexserve.monitor.platform import Platform, boot_platform
+from flexserve.nwos.boot import kernel_for
+from flexserve.nwos.flexmem import FlexMemManager
+from flexserve.nwos.kernel import NormalWorldKernel
+from flexserve.nwos.npu_driver import NpuDriver
+from flexserve.nwos.tee_client import ClientParam, TeeClient
+from flexserve.nwos.tee_files import TeeFileService
+from flexserve.soc.board import BoardConfig
+from flexserve.soc.constants import MIB
+from flexserve.tee.framework import (
+    CMD_CLOSE_MODEL,
+    CMD_GENERATE,
+    CMD_OPEN_MODEL,
+    FrameworkOptions,
+    FrameworkTA,
+    GenerateAnswer,
+    GenerateRequest,
+)
+from flexserve.tee.framework.meter import WorkMeter
+from flexserve.tee.gp import ParamType
+from flexserve.tee.sealing import SecureDevice
+from flexserve.tee.trusted_os import TrustedOS, boot_trusted_os
+
+DEFAULT_DRAM_BYTES = 1024 * MIB
+MAX_ANSWER_BYTES = 1 * MIB
+
+
+@dataclass
+class Device:
+    platform: Platform
+    kernel: NormalWorldKernel
+    manager: FlexMemManager
+    files: TeeFileService
+    npu_driver: NpuDriver
+    tos: TrustedOS
+    ta: FrameworkTA
+    client: TeeClient
+
+    @property
+    def owner(self) -> int:
+        return self.ta.services.owner
+
+
+def boot_device(flash_root: Path, secure: SecureDevice, *,
+                dram_bytes: int = DEFAULT_DRAM_BYTES,
+                options: FrameworkOptions | None = None) -> Device:
+    """A booted device whose flash is ``flash_root`` and whose HUK/RPMB are ``secure``'s."""
+    platform = boot_platform(BoardConfig(dram_bytes=dram_bytes, flash_root=flash_root,
+                                         tee_region_base_bytes=16 * MIB,
+                                         tee_region_bytes=16 * MIB))
+    kernel = kernel_for(platform.normal)
+    manager = FlexMemManager(kernel, platform.normal)
+    files = TeeFileService(kernel, platform.normal)
+    driver = NpuDriver(kernel, platform.normal)
+    driver.register_with_monitor()
+    tos = boot_trusted_os(platform, manager)
+    ta = tos.install(FrameworkTA)
+    assert isinstance(ta, FrameworkTA)
+    meter = WorkMeter({"kernel": lambda: kernel.work, "monitor": lambda: manager.work,
+                       "secure": lambda: platform.secure.port.work,
+                       "files": lambda: files.work})
+    ta.attach(secure, files, meter, options)
+    return Device(platform, kernel, manager, files, driver, tos, ta,
+                  TeeClient(kernel, platform.normal))
+
+
+class FrameworkClient:
+    """The normal-world application's view of the framework: open a model, generate."""
+
+    def __init__(self, device: Device) -> None:
+        self.client = device.client
+        self.session = self.client.open_session(FrameworkTA.uuid)
+
+    def open_model(self, blob_name: str) -> None:
+        self.client.invoke(self.session, CMD_OPEN_MODEL,
+                           [ClientParam(ParamType.MEMREF_INPUT, data=blob_name.encode())])
+
+    def generate(self, request: GenerateRequest) -> GenerateAnswer:
+        out = self.client.invoke(self.session, CMD_GENERATE, [
+            ClientParam(ParamType.MEMREF_INPUT, data=request.encode()),
+            ClientParam(ParamType.MEMREF_OUTPUT, size_bytes=MAX_ANSWER_BYTES)])
+        return GenerateAnswer.decode(out[1].data)
+
+    def close_model(self) -> None:
+        self.client.invoke(self.session, CMD_CLOSE_MODEL)
+
+    def close(self) -> None:
+        self.client.close_session(self.session)

@@ -1,0 +1,144 @@
+"""Running one request on one or more systems: real text (bundled models) and device time.
+
+Functional paths (what produces the text):
+
+- the secure systems run the FlexServe Framework TA on an emulated device: the sealed blob
+  on flash, Flex-Mem frames, decryption in the secure world (CPU-only systems do not take
+  the Flex-NPU; see docs/systems.md for what the emulation does not distinguish);
+- NW-Base runs the same engine in the normal world from the plaintext GGUF.
+
+Time: the framework's recorded trace (or, for a shape-only model, the trace its shape
+implies) is priced and scheduled for each system by :mod:`flexserve.systems.schedule`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flexserve.catalog import CatalogEntry, ModelKind, resolve
+from flexserve.engine.sampling import SamplingParams
+from flexserve.errors import ConfigError
+from flexserve.soc.constants import MIB
+from flexserve.systems.config import SystemConfig
+from flexserve.systems.device import Device, FrameworkClient, boot_device
+from flexserve.systems.plain_plan import plain_trace
+from flexserve.systems.schedule import SystemTiming, time_request
+from flexserve.systems.shape_plan import shape_trace
+from flexserve.tee.framework import FrameworkOptions, GenerateAnswer, GenerateRequest
+from flexserve.tee.framework.request import sampling_dict
+from flexserve.tee.framework.trace import RequestTrace
+from flexserve.tee.sealing.store import ModelStore
+from flexserve.timing.compute import ComputeUnit
+from flexserve.timing.profile import DeviceProfile
+
+#: Emulated DRAM: the model's bytes plus room for the OS, firmware and bounce buffers.
+DRAM_HEADROOM_BYTES = 256 * MIB
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    raw: bool = False
+    system: str | None = None
+
+
+@dataclass(frozen=True)
+class SystemRun:
+    system: SystemConfig
+    answer: GenerateAnswer | None
+    timing: SystemTiming
+    trace: RequestTrace
+    device: Device | None = None  # the emulated device a secure run used (for inspection)
+
+
+@dataclass(frozen=True)
+class SecureRun:
+    answer: GenerateAnswer
+    trace: RequestTrace
+    device: Device
+
+
+def _dram_for(entry: CatalogEntry) -> int:
+    size = entry.size_bytes + DRAM_HEADROOM_BYTES
+    return -(-size // (64 * MIB)) * 64 * MIB
+
+
+def run_secure(entry: CatalogEntry, prompt: Prompt, params: SamplingParams, *,
+               use_npu: bool, store: ModelStore | None = None) -> SecureRun:
+    """The request through the framework TA on a fresh device; the answer and its trace."""
+    if entry.path is None:
+        raise ConfigError(f"{entry.name} is shape-only: it has no weights to run")
+    store = store or ModelStore.default()
+    stored = store.ensure_catalog(str(entry.path) if entry.kind is ModelKind.FILE else entry.name)
+    device = boot_device(store.root, store.device, dram_bytes=_dram_for(entry),
+                         options=FrameworkOptions(use_npu=use_npu))
+    client = FrameworkClient(device)
+    try:
+        client.open_model(stored.path.name)
+        answer = client.generate(GenerateRequest(prompt.text, prompt.raw, prompt.system,
+                                                 sampling_dict(params)))
+    finally:
+        client.close()
+    assert device.ta.last_trace is not None
+    return SecureRun(answer, device.ta.last_trace, device)
+
+
+def run_plain(path: Path, prompt: Prompt, params: SamplingParams) -> GenerateAnswer:
+    """NW-Base's functional path: the engine in the normal world, plaintext weights."""
+    from flexserve.commands.generate import prompt_ids
+    from flexserve.engine.generate import Generator
+    from flexserve.engine.loader import load_model
+
+    loaded = load_model(path)
+    ids = prompt_ids(loaded, prompt.text, prompt.raw, prompt.system)
+    result = Generator(loaded.transformer, loaded.tokenizer).generate(ids, params)
+    return GenerateAnswer(result.text, result.finish_reason, result.n_prompt_tokens,
+                          result.n_generated_tokens)
+
+
+def run_systems(model: str, systems: list[SystemConfig], profile: DeviceProfile,
+                prompt: Prompt | None, params: SamplingParams, *,
+                prompt_tokens: int | None = None) -> list[SystemRun]:
+    """Run the request on each system: text where the model has weights, time always."""
+    entry = resolve(model)
+    if entry.path is None:
+        return _shape_only(entry, systems, profile, params, prompt_tokens)
+    if prompt is None:
+        raise ConfigError("a model with weights needs a prompt")
+    done: dict[tuple[bool, bool], SystemRun] = {}
+    runs = []
+    for system in systems:
+        key = (system.secure, system.compute is ComputeUnit.NPU)
+        if key not in done:
+            done[key] = _functional(entry, system, prompt, params)
+        first = done[key]
+        timing = time_request(first.trace, system, profile)
+        runs.append(SystemRun(system, first.answer, timing, first.trace, first.device))
+    return runs
+
+
+def _functional(entry: CatalogEntry, system: SystemConfig, prompt: Prompt,
+                params: SamplingParams) -> SystemRun:
+    """One functional run; its timing field is filled by the caller per system."""
+    assert entry.path is not None
+    if system.secure:
+        run = run_secure(entry, prompt, params, use_npu=system.compute is ComputeUnit.NPU)
+        return SystemRun(system, run.answer, _no_timing(system), run.trace, run.device)
+    answer = run_plain(entry.path, prompt, params)
+    trace = plain_trace(entry.path, answer.prompt_tokens, answer.completion_tokens)
+    return SystemRun(system, answer, _no_timing(system), trace)
+
+
+def _no_timing(system: SystemConfig) -> SystemTiming:
+    return SystemTiming(system.name, system.label, 0.0, {}, 0.0, (), {}, "", 0.0)
+
+
+def _shape_only(entry: CatalogEntry, systems: list[SystemConfig], profile: DeviceProfile,
+                params: SamplingParams, prompt_tokens: int | None) -> list[SystemRun]:
+    if prompt_tokens is None or prompt_tokens < 1:
+        raise ConfigError(f"{entry.name} is shape-only: give --prompt-tokens N (N >= 1)")
+    assert entry.shape is not None
+    trace = shape_trace(entry.shape, prompt_tokens, params.max_tokens)
+    return [SystemRun(s, None, time_request(trace, s, profile), trace) for s in systems]
+

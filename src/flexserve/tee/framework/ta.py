@@ -1,0 +1,222 @@
+"""The FlexServe Framework TA: load a sealed model, generate from it layer by layer.
+
+Commands (GlobalPlatform parameters):
+
+- ``CMD_OPEN_MODEL``: memref in = the sealed blob's flash file name. Verifies the header and
+  manifest, decrypts the GGUF index, builds the config and the tokenizer (no weights yet).
+- ``CMD_GENERATE``: memref in = a :class:`GenerateRequest` (JSON), memref out = a
+  :class:`GenerateAnswer`. Streams every layer through the pipeline (alloc, load, decrypt,
+  install) and runs the prompt through it as the layers arrive, then decodes. Afterwards
+  (or on any failure) every frame is scrubbed and handed back: each request is a cold start.
+- ``CMD_CLOSE_MODEL``: forget the open model.
+
+Any verification failure ends the request with the one generic ``SecurityError`` (the
+trusted OS turns it into ``ERROR_SECURITY``) after everything decrypted so far has been
+scrubbed and released. ``last_trace`` keeps the stage record of the last request for the
+timing model.
+
+Matrix work on the Flex-NPU: the engine's arithmetic runs on the host, but the TA takes the
+NPU into secure mode (``npu_acquire``) for the compute and gives it back (``npu_release``),
+so the mode switches are real monitor calls; the jobs it would submit are counted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flexserve.engine.config import ModelConfig
+from flexserve.engine.generate import Generator
+from flexserve.engine.gguf_file import GGUFFile
+from flexserve.engine.layers import LayerGroup
+from flexserve.engine.model import Transformer
+from flexserve.errors import ConfigError, SecurityError
+from flexserve.tee.framework.files import FileRpc, ServiceBlobReader
+from flexserve.tee.framework.meter import WorkMeter
+from flexserve.tee.framework.pipeline import LayerLoader, LayerSet
+from flexserve.tee.framework.prefill import PrefilledModel, StreamedPrefill
+from flexserve.tee.framework.request import GenerateAnswer, GenerateRequest
+from flexserve.tee.framework.trace import RequestTrace, Stage, StageKind
+from flexserve.tee.gp import Origin, ParamType, TeeError, TeeResult
+from flexserve.tee.sealing import SealedModel, SecureDevice
+from flexserve.tee.ta import TaParam, TrustedApplication, expect_types
+
+CMD_OPEN_MODEL = 1
+CMD_GENERATE = 2
+CMD_CLOSE_MODEL = 3
+CHAT_TEMPLATE_KEY = "tokenizer.chat_template"
+MAX_NAME_BYTES = 256
+
+
+@dataclass(frozen=True)
+class FrameworkOptions:
+    """Per-device choices of the framework (see docs/systems.md)."""
+
+    use_npu: bool = True
+
+
+@dataclass
+class OpenModel:
+    name: str
+    sealed: SealedModel
+    reader: ServiceBlobReader
+    meta: GGUFFile
+    config: ModelConfig
+    tokenizer: Any
+    groups: list[LayerGroup]
+    init_stages: list[Stage]
+
+
+@dataclass
+class FrameworkSession:
+    model: OpenModel | None = None
+    traces: list[RequestTrace] = field(default_factory=list)
+
+
+class FrameworkTA(TrustedApplication):
+    uuid = uuid.UUID("f1e75e00-4e00-4a5e-9f1e-000000000004")
+
+    def __init__(self, services: Any) -> None:
+        super().__init__(services)
+        self.commands = {CMD_OPEN_MODEL: self.open_model, CMD_GENERATE: self.generate,
+                         CMD_CLOSE_MODEL: self.close_model}
+        self.device: SecureDevice | None = None
+        self.files: FileRpc | None = None
+        self.meter = WorkMeter({"secure": lambda: services.port.work})
+        self.options = FrameworkOptions()
+        self.last_trace: RequestTrace | None = None
+
+    def attach(self, device: SecureDevice, files: FileRpc, meter: WorkMeter | None = None,
+               options: FrameworkOptions | None = None) -> None:
+        """Boot-time wiring: secure storage (HUK, RPMB), the file service RPC, counters."""
+        self.device, self.files = device, files
+        self.meter = meter or self.meter
+        self.options = options or self.options
+
+    # ----- sessions -----
+    def open_session(self, params: list[TaParam]) -> FrameworkSession:
+        return FrameworkSession()
+
+    def close_session(self, session: FrameworkSession) -> None:
+        self._close(session)
+
+    # ----- commands -----
+    def open_model(self, session: FrameworkSession, params: list[TaParam]) -> None:
+        expect_types(params, ParamType.MEMREF_INPUT)
+        name = _blob_name(params[0].input_bytes())
+        if self.device is None or self.files is None:
+            raise TeeError(TeeResult.ERROR_BAD_STATE, Origin.TRUSTED_APP)
+        self._close(session)
+        before = self.meter.snapshot()
+        reader = ServiceBlobReader(self.files, self.services.port, name)
+        sealed = SealedModel.open(reader, self.device.keys, self.device.rollback)
+        meta = sealed.meta_gguf(reader)
+        groups = sealed.layer_groups(meta)
+        from flexserve.engine.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.from_metadata(meta.metadata)
+        init = Stage(StageKind.INIT, "meta", sealed.meta_unit.n_bytes,
+                     requests=reader.requests, work=self.meter.since(before))
+        session.model = OpenModel(name, sealed, reader, meta, ModelConfig.from_gguf(meta),
+                                  tokenizer, groups, [init])
+
+    def close_model(self, session: FrameworkSession, params: list[TaParam]) -> None:
+        expect_types(params)
+        self._close(session)
+
+    def generate(self, session: FrameworkSession, params: list[TaParam]) -> None:
+        expect_types(params, ParamType.MEMREF_INPUT, ParamType.MEMREF_OUTPUT)
+        model = session.model
+        if model is None:
+            raise TeeError(TeeResult.ERROR_BAD_STATE, Origin.TRUSTED_APP)
+        request = GenerateRequest.decode(params[0].input_bytes())
+        answer = self._generate(model, request)
+        params[1].set_output(answer.encode())
+
+    # ----- the request -----
+    def _generate(self, model: OpenModel, request: GenerateRequest) -> GenerateAnswer:
+        sampling = request.sampling_params()
+        prompt_ids = _prompt_ids(model, request)
+        trace = RequestTrace(model.name, model.config, init_stages=list(model.init_stages),
+                             prompt_tokens=len(prompt_ids))
+        self.last_trace = trace
+        layers = LayerSet(self.services)
+        npu = _NpuHold(self.services, self.options.use_npu)
+        try:
+            prefill = self._stream_layers(model, prompt_ids, len(prompt_ids)
+                                          + sampling.max_tokens, layers, npu, trace)
+            result = Generator(PrefilledModel(prefill), model.tokenizer).generate(
+                prompt_ids, sampling)
+            trace.generated_tokens = result.n_generated_tokens
+        except SecurityError:
+            raise SecurityError() from None
+        finally:
+            npu.release(trace)
+            layers.release_all()
+        return GenerateAnswer(result.text, result.finish_reason, result.n_prompt_tokens,
+                              result.n_generated_tokens)
+
+    def _stream_layers(self, model: OpenModel, prompt_ids: list[int], capacity_tokens: int,
+                       layers: LayerSet, npu: _NpuHold, trace: RequestTrace) -> StreamedPrefill:
+        if capacity_tokens > model.config.context_length:
+            raise ConfigError("the prompt plus max_tokens exceed the model's context")
+        transformer = Transformer(model.config)
+        prefill = StreamedPrefill(transformer, prompt_ids, capacity_tokens)
+        loader = LayerLoader(self.services, model.sealed, model.reader, self.meter)
+        for unit, group in zip(model.sealed.weight_units, model.groups, strict=True):
+            layer = loader.new_trace(unit)
+            trace.layers.append(layer)
+            loader.load(unit, group, transformer, layers, layer)
+            before = self.meter.snapshot()
+            npu.acquire(trace)
+            jobs = 1 if prefill.run_group(group.name) and npu.held else 0
+            trace.npu_jobs += jobs
+            layer.stages.append(Stage(StageKind.COMPUTE, unit.name, unit.n_bytes,
+                                      requests=jobs, work=self.meter.since(before)))
+        return prefill
+
+    def _close(self, session: FrameworkSession) -> None:
+        if session.model is not None:
+            session.model.sealed.close()
+            session.model = None
+
+
+class _NpuHold:
+    """The Flex-NPU in secure mode for this TA while the request computes."""
+
+    def __init__(self, services: Any, enabled: bool) -> None:
+        self.services, self.enabled, self.held = services, enabled, False
+
+    def acquire(self, trace: RequestTrace) -> None:
+        if self.enabled and not self.held:
+            record = self.services.port.npu_acquire(self.services.owner)
+            trace.npu_mode_switches += max(1, record.npu_mode_switches)
+            self.held = True
+
+    def release(self, trace: RequestTrace) -> None:
+        if self.held:
+            record = self.services.port.npu_release(self.services.owner)
+            trace.npu_mode_switches += max(1, record.npu_mode_switches)
+            self.held = False
+
+
+def _blob_name(data: bytes) -> str:
+    if not 0 < len(data) <= MAX_NAME_BYTES:
+        raise TeeError(TeeResult.ERROR_BAD_PARAMETERS, Origin.TRUSTED_APP)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TeeError(TeeResult.ERROR_BAD_PARAMETERS, Origin.TRUSTED_APP) from None
+
+
+def _prompt_ids(model: OpenModel, request: GenerateRequest) -> list[int]:
+    if request.raw or CHAT_TEMPLATE_KEY not in model.meta.metadata:
+        return model.tokenizer.encode(request.prompt)
+    from flexserve.engine.chat_template import ChatTemplate
+
+    template = ChatTemplate.from_metadata(model.meta.metadata)
+    messages = [{"role": "system", "content": request.system}] if request.system else []
+    messages.append({"role": "user", "content": request.prompt})
+    text = template.render(messages, add_generation_prompt=True)
+    return model.tokenizer.encode_prompt(text)
