@@ -84,6 +84,14 @@ def test_cli_times_a_shape_only_model_on_all_systems(tmp_path, capsys, monkeypat
         assert (tmp_path / f"run.{name}.json").is_file()
 
 
+def test_cli_draws_a_gantt_chart_of_one_system(tmp_path, capsys) -> None:
+    chart = tmp_path / "flex.png"
+    assert main(["run", "--model", "llama3.2-3b", "--prompt-tokens", "32", "--system",
+                 "strawman-opt", "--gantt", str(chart)]) == 0
+    assert "Strawman-OPT" in capsys.readouterr().out
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_cli_refuses_a_shape_only_model_without_a_prompt_length(capsys) -> None:
     assert main(["run", "--model", "llama3.1-8b"]) == 2
     assert "--prompt-tokens" in capsys.readouterr().err

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from flexserve.catalog import resolve
@@ -95,13 +93,19 @@ def test_allocating_up_front_is_an_option(profile) -> None:
     assert time_request(trace, upfront, profile).ttft_s > 0
 
 
-def test_shape_trace_matches_the_catalog_and_runs_fast(profile) -> None:
-    start = time.perf_counter()
+def test_shape_trace_matches_the_catalog(profile) -> None:
     trace = shape_trace(PAPER_MODELS["llama3.1-8b"], 1024, 32)
     assert trace.bytes_of(StageKind.DECRYPT) == resolve("llama3.1-8b").size_bytes
     timing = time_request(trace, FLEXSERVE, profile)
     assert timing.ttft_s > 0 and timing.decode_tokens_per_s > 0
-    assert time.perf_counter() - start < 10.0
+
+
+@pytest.mark.benchmark
+def test_bench_timing_only_llama_8b_at_1024_tokens(benchmark, profile) -> None:
+    """Timing-only mode: Llama 3.1 8B, 1,024 prompt tokens, all four systems (seconds)."""
+    trace = shape_trace(PAPER_MODELS["llama3.1-8b"], 1024, 32)
+    timings = benchmark(lambda: [time_request(trace, s, profile) for s in SYSTEMS.values()])
+    assert all(t.ttft_s > 0 for t in timings)
 
 
 def test_same_input_same_log(profile) -> None:

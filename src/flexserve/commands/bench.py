@@ -1,67 +1,32 @@
-"""``flexserve bench ...``: benchmarks (host engine speed for now)."""
+"""``flexserve bench SUITE``: benchmarks, one suite per sub-subcommand (a dispatch table).
+
+- ``engine``: host prefill/decode speed of our engine (and llama.cpp's, when installed);
+- ``ttft``: modeled cold-start TTFT of the four systems on the paper's models, with the
+  average speedups beside the paper's;
+- ``breakdown``: a Figure 2-style TTFT breakdown of one model and prompt length, and our
+  Strawman beside TZ-LLM's measured strawman components.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from flexserve.commands import Command
-from flexserve.commands._options import add_model_option
-from flexserve.errors import ConfigError
+from flexserve.commands import Command, bench_engine, bench_ttft
 
-
-def _lengths(text: str) -> tuple[int, ...]:
-    try:
-        lengths = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--lengths must be comma-separated integers, got {text!r}") from None
-    if not lengths or min(lengths) < 1:
-        raise ConfigError("--lengths must be positive")
-    return lengths
+SUITES: tuple[Command, ...] = (bench_engine.SUITE, bench_ttft.SWEEP, bench_ttft.BREAKDOWN)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("suite", choices=["engine"], help="which benchmark to run")
-    add_model_option(parser)
-    parser.add_argument("--lengths", default="32,128,512", help="prompt lengths in tokens")
-    parser.add_argument("--decode-tokens", type=int, default=64, help="decode steps per run")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per prompt length")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for each engine")
-    parser.add_argument("--no-llamacpp", action="store_true",
-                        help="skip llama.cpp even when llama-cpp-python is installed")
-
-
-def _run_engine_suite(args: argparse.Namespace) -> int:
-    from flexserve.bench import engine_report
-    from flexserve.bench.engine_bench import EngineBenchConfig, llamacpp_available, run_engine
-
-    if args.repeats < 1 or args.decode_tokens < 1 or args.threads < 1:
-        raise ConfigError("--repeats, --decode-tokens and --threads must be at least 1")
-    config = EngineBenchConfig(args.model, _lengths(args.lengths), args.decode_tokens,
-                               args.repeats, args.threads)
-    engines = ["ours"]
-    if not args.no_llamacpp and llamacpp_available():
-        engines.append("llamacpp")
-    results = []
-    for engine in engines:
-        print(f"measuring {engine} ...", file=sys.stderr)
-        results.append(run_engine(engine, config))
-    print(f"model {args.model}, {args.threads} threads, {args.decode_tokens} decode steps, "
-          f"median [min-max] of {args.repeats}")
-    print(engine_report.figures_table(results))
-    if len(results) == 2:
-        print()
-        print(engine_report.ratio_table(results[0], results[1]))
-    else:
-        print("\n(llama.cpp not measured: install the optional extra, "
-              "pip install -e '.[llamacpp]')")
-    print()
-    print(engine_report.memory_table(results))
-    return 0
+    suites = parser.add_subparsers(dest="suite", metavar="SUITE", required=True)
+    for suite in SUITES:
+        sub = suites.add_parser(suite.name, help=suite.help, description=suite.help)
+        suite.add_arguments(sub)
+        sub.set_defaults(suite_run=suite.run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return _run_engine_suite(args)
+    return int(args.suite_run(args) or 0)
 
 
-COMMAND = Command("bench", "Run a benchmark suite.", add_arguments, run)
+COMMAND = Command("bench", "Run a benchmark suite (engine, ttft, breakdown).", add_arguments,
+                  run)

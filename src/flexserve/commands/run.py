@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", type=Path, default=None, metavar="FILE",
                         help="write the modeled timeline as Chrome trace JSON (with --compare "
                              "one file per system: FILE stem + .<system>.json)")
+    parser.add_argument("--gantt", type=Path, default=None, metavar="FILE.png",
+                        help="draw the modeled timeline as a Gantt chart (with --compare one "
+                             "file per system, named as for --trace)")
     parser.add_argument("--raw", action="store_true",
                         help="complete the text as is, without the chat template")
     parser.add_argument("--system-prompt", default=None,
@@ -61,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"modeled device time on {profile.name}:")
     print(_table(runs, args.compare))
     if args.trace is not None:
-        _write_traces(runs, args.trace)
+        _write_each(runs, args.trace, _chrome_trace, "trace")
+    if args.gantt is not None:
+        _write_each(runs, args.gantt, _gantt, "gantt")
     return 0
 
 
@@ -95,19 +100,33 @@ def _table(runs, compare: bool) -> str:
     return table
 
 
-def _write_traces(runs, path: Path) -> None:
+def _chrome_trace(run, target: Path) -> None:
     from flexserve.timing.trace import write_chrome_trace
 
+    write_chrome_trace(run.timing.log, target, process_name=run.system.label)
+
+
+def _gantt(run, target: Path) -> None:
+    from flexserve.timing.gantt import save_gantt_png
+
+    title = (f"{run.system.label}: {run.trace.model}, {run.trace.prompt_tokens} prompt tokens, "
+             f"TTFT {run.timing.ttft_s:.3f} s (modeled)")
+    save_gantt_png(run.timing.log, target, title=title)
+
+
+def _write_each(runs, path: Path, write, what: str) -> None:
+    """One file for one run; for several, FILE stem + .<system> + FILE suffix each."""
     if len(runs) == 1:
         targets = [(runs[0], path)]
     else:
-        targets = [(r, path.with_name(f"{path.stem}.{r.system.name}.json")) for r in runs]
+        targets = [(r, path.with_name(f"{path.stem}.{r.system.name}{path.suffix}"))
+                   for r in runs]
     for r, target in targets:
         try:
-            write_chrome_trace(r.timing.log, target, process_name=r.system.label)
+            write(r, target)
         except OSError as exc:
-            raise ConfigError(f"cannot write the trace {target}: {exc}") from None
-        print(f"trace: {target}", file=sys.stderr)
+            raise ConfigError(f"cannot write the {what} {target}: {exc}") from None
+        print(f"{what}: {target}", file=sys.stderr)
 
 
 COMMAND = Command("run", "Serve one prompt securely on the emulated device, with modeled "

@@ -53,7 +53,19 @@ class AllocOutcome:
     work: WorkRecord
     events: dict[str, int]           # event kind -> pages
     unusable_index_max_order: float  # fragmentation before the allocation
-    contiguous: bool
+    runs: int                        # maximal runs of consecutive frames the pages form
+
+    @property
+    def contiguous(self) -> bool:
+        return self.runs == 1
+
+
+def contiguous_runs(pages: np.ndarray) -> int:
+    """How many maximal runs of consecutive frame numbers ``pages`` (any order) form."""
+    if pages.size == 0:
+        return 0
+    ordered = np.sort(pages)
+    return int(np.count_nonzero(np.diff(ordered) != 1)) + 1
 
 
 def _platform(config: ScenarioConfig) -> Platform:
@@ -105,7 +117,7 @@ def run_flexmem(config: ScenarioConfig) -> AllocOutcome:
     kernel.buddy.check_invariants()
     work = _snapshot(kernel, manager)
     return AllocOutcome("flexmem", int(ipas.size), seconds, 0, _diff(work, before),
-                        _summary(kernel, first), frag, contiguous=False)
+                        _summary(kernel, first), frag, contiguous_runs(ipas))
 
 
 def run_cma(config: ScenarioConfig) -> AllocOutcome:
@@ -121,7 +133,9 @@ def run_cma(config: ScenarioConfig) -> AllocOutcome:
     seconds = time.perf_counter() - start
     kernel.buddy.check_invariants()
     return AllocOutcome("cma", got.count_pages, seconds, got.migrated_pages, got.work,
-                        _summary(kernel, first), frag, contiguous=True)
+                        _summary(kernel, first), frag,
+                        contiguous_runs(np.arange(got.start_pfn,
+                                                  got.start_pfn + got.count_pages)))
 
 
 def _snapshot(kernel: NormalWorldKernel, manager: FlexMemManager) -> WorkRecord:

@@ -11,7 +11,8 @@ the framework records when it runs a sealed model, with the counts its mechanism
 - decrypt: the plaintext written into the layer's frames;
 - compute: one NPU job per layer with matrix work.
 
-``tests/systems`` checks this against the trace of a real run.
+``tests/systems/test_shape_plan.py`` checks this, record for record, against the trace the
+framework leaves when it really runs a sealed model.
 """
 
 from __future__ import annotations
@@ -38,11 +39,25 @@ def protect_record(pages: int, monitor: MonitorConfig | None = None) -> WorkReco
                       smc_calls=1, world_switches=2)
 
 
+def _chunk_sizes(plain: int, chunk_bytes: int) -> list[int]:
+    """Plaintext bytes per chunk: full chunks, then the remainder (one chunk at least)."""
+    full, rest = divmod(plain, chunk_bytes)
+    return [chunk_bytes] * full + ([rest] if rest or not full else [])
+
+
 def layer_trace(name: str, index: int, plain: int, has_matmul: bool,
                 chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> LayerTrace:
-    """The stages of one sealed unit of ``plain`` plaintext bytes."""
-    chunks = max(1, -(-plain // chunk_bytes))
+    """The stages of one sealed unit of ``plain`` plaintext bytes.
+
+    Chunks start on frame boundaries (``chunk_bytes`` is a whole number of frames), so each
+    chunk's bounce pages and the whole frames its plaintext is written into are counted per
+    chunk, as the file service and the frame sink do.
+    """
+    sizes = _chunk_sizes(plain, chunk_bytes)
+    chunks = len(sizes)
     cipher = plain + chunks * TAG_BYTES
+    bounce_pages = sum(_pages(n + TAG_BYTES) for n in sizes)
+    written_bytes = sum(_pages(n) for n in sizes) * FRAME_SIZE_BYTES
     pages = _pages(plain)
     trace = LayerTrace(name, index + 1, plain, cipher, chunks)
     trace.stages += [
@@ -51,13 +66,13 @@ def layer_trace(name: str, index: int, plain: int, has_matmul: bool,
                     "monitor": protect_record(pages),
                     "secure": WorkRecord(frames_touched=pages)}),
         Stage(StageKind.IO, name, cipher, requests=chunks,
-              work={"kernel": WorkRecord(pages_allocated=_pages(cipher),
-                                         pages_freed=_pages(cipher)),
-                    "files": WorkRecord(frames_touched=_pages(cipher), bytes_read_flash=cipher,
+              work={"kernel": WorkRecord(pages_allocated=bounce_pages,
+                                         pages_freed=bounce_pages),
+                    "files": WorkRecord(frames_touched=bounce_pages, bytes_read_flash=cipher,
                                         bytes_dma=cipher),
                     "secure": WorkRecord(bytes_copied=cipher)}),
         Stage(StageKind.DECRYPT, name, plain, requests=chunks,
-              work={"secure": WorkRecord(frames_touched=pages, bytes_copied=plain)}),
+              work={"secure": WorkRecord(frames_touched=pages, bytes_copied=written_bytes)}),
         Stage(StageKind.COMPUTE, name, plain,
               requests=1 if has_matmul else 0),
     ]

@@ -1,0 +1,111 @@
+"""``flexserve bench ttft`` and ``flexserve bench breakdown``: the four systems' cold start."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flexserve.commands import Command
+from flexserve.errors import ConfigError
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"{what} must be positive")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise ConfigError("--models needs at least one model")
+    return names
+
+
+def _add_profile(parser: argparse.ArgumentParser) -> None:
+    from flexserve.timing.profile import DEFAULT_PROFILE
+
+    parser.add_argument("--profile", default=DEFAULT_PROFILE,
+                        help=f"device profile name or TOML path (default: {DEFAULT_PROFILE})")
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    from flexserve.bench.ttft import TTFT_MODELS, TTFT_PROMPT_TOKENS
+
+    parser.add_argument("--models", default=",".join(TTFT_MODELS),
+                        help="comma-separated shape-only models")
+    parser.add_argument("--lengths", default=",".join(map(str, TTFT_PROMPT_TOKENS)),
+                        help="comma-separated prompt lengths in tokens")
+    _add_profile(parser)
+    parser.add_argument("--checkpointed-init", action="store_true",
+                        help="every system restores its framework init from a checkpoint "
+                             "(TZ-LLM's technique; a sensitivity setting)")
+    parser.add_argument("--csv", type=Path, default=None, metavar="FILE",
+                        help="also write every point as CSV")
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from flexserve.bench import ttft, ttft_report
+    from flexserve.systems.config import SYSTEMS
+    from flexserve.timing.profile import load_profile
+    from flexserve.ui.progress import ProgressBar
+
+    profile = load_profile(args.profile)
+    models, lengths = _names(args.models), _ints(args.lengths, "--lengths")
+    systems = list(SYSTEMS.values())
+    if args.checkpointed_init:
+        systems = ttft.with_checkpointed_init(systems)
+    with ProgressBar("timing", len(models) * len(lengths)) as bar:
+        points = ttft.ttft_sweep(profile, models, lengths, systems, on_progress=bar.update)
+    init = ", framework init from a checkpoint" if args.checkpointed_init else ""
+    print(f"modeled cold-start TTFT on {profile.name} (no cache, timing-only mode{init})")
+    print(ttft_report.sweep_table(points))
+    print()
+    print(ttft_report.per_model_table(points))
+    print()
+    print(ttft_report.headline_table(points))
+    if args.csv is not None:
+        try:
+            ttft.write_csv(points, args.csv)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.csv}: {exc}") from None
+        print(f"csv: {args.csv}", file=sys.stderr)
+    return 0
+
+
+def add_breakdown_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", "-m", default="llama3.1-8b", help="shape-only model")
+    parser.add_argument("--prompt-tokens", type=int, default=128, metavar="N",
+                        help="prompt length in tokens (default: 128, as in the paper's Fig. 2)")
+    _add_profile(parser)
+
+
+def run_breakdown(args: argparse.Namespace) -> int:
+    from flexserve.bench import published, ttft, ttft_report
+    from flexserve.systems.config import SYSTEMS
+    from flexserve.timing.profile import load_profile
+
+    profile = load_profile(args.profile)
+    point = ttft.time_point(args.model, args.prompt_tokens, profile)
+    print(f"TTFT breakdown, {args.model}, {args.prompt_tokens}-token prompt, modeled on "
+          f"{profile.name}")
+    print(ttft_report.breakdown_table(point, list(SYSTEMS)))
+    n = published.TZLLM_STRAWMAN_PROMPT_TOKENS
+    strawman = point if args.prompt_tokens == n else ttft.time_point(args.model, n, profile)
+    print()
+    print(f"our Strawman at {n} tokens beside TZ-LLM's measured strawman")
+    print(ttft_report.tzllm_table(strawman))
+    return 0
+
+
+SWEEP = Command("ttft", "Modeled cold-start TTFT of the four systems on the paper's models and "
+                        "the average speedups beside the paper's.", add_sweep_arguments,
+                run_sweep)
+BREAKDOWN = Command("breakdown", "TTFT breakdown (alloc, I/O, decrypt, init, compute) of one "
+                                 "model on the four systems, beside TZ-LLM's components.",
+                    add_breakdown_arguments, run_breakdown)
