@@ -8,7 +8,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/flexserve generate "$(PROMPT)" --max-tokens 64
+	$(VENV)/flexserve run "$(PROMPT)" --max-tokens 64
 
 test: setup
 	$(VENV)/ruff check src tests

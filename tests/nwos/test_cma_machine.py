@@ -43,8 +43,8 @@ class ContigMachine(RuleBasedStateMachine):
           kind=st.sampled_from([PageKind.ANON, PageKind.PAGE_CACHE]))
     def alloc(self, app: int, count: int, kind: PageKind) -> None:
         owner = self.apps[app].app_id
-        try:
-            pfns = self.kernel.alloc(owner, kind, count)
+        try:  # no reclaim: swap-out and kills change residency (tested in test_pressure)
+            pfns = self.kernel.alloc_unreclaimed(owner, kind, count)
         except OutOfMemoryError:
             return
         handle = Allocation.of(self.kernel, owner, pfns)

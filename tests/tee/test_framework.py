@@ -74,3 +74,20 @@ def test_layers_decrypt_into_frames_and_weights_come_from_them(store, smollm2_pa
     assert port.owned_frames(services.owner).size == 0
     assert device.manager.lent_pages() == 0
     assert device.platform.soc.memory.frames_are_zero(np.asarray(owned))
+
+
+def test_streamed_prefill_gives_the_logits_of_a_whole_forward(smollm2_path: Path) -> None:
+    from flexserve.engine.loader import load_model
+    from flexserve.tee.framework.prefill import PrefilledModel, StreamedPrefill
+
+    loaded = load_model(smollm2_path)
+    ids = loaded.tokenizer.encode("The secure world computes layer by layer.")
+    prefill = StreamedPrefill(loaded.transformer, ids, capacity_tokens=len(ids) + 4)
+    did_matmul = [prefill.run_group(group.name) for group in loaded.groups]
+    assert did_matmul == [False] + [True] * (len(loaded.groups) - 1)
+    whole = loaded.transformer.forward(ids, loaded.transformer.new_cache(len(ids) + 4),
+                                       last_only=True)
+    assert prefill.logits is not None
+    torch.testing.assert_close(prefill.logits.reshape(-1), whole.reshape(-1), rtol=0, atol=0)
+    model = PrefilledModel(prefill)
+    assert model.forward(ids, model.new_cache(len(ids) + 4)) is prefill.logits
