@@ -41,13 +41,30 @@ def test_all_four_systems_give_the_plaintext_engines_text(runs) -> None:
     assert runs["flexserve"].device is not None
 
 
-def test_the_secure_run_left_nothing_behind(runs) -> None:
-    device = runs["flexserve"].device
+@pytest.mark.parametrize("name", ["flexserve", "strawman-opt", "strawman"])
+def test_the_secure_runs_left_nothing_behind(runs, name: str) -> None:
+    device = runs[name].device
     owner = device.owner
     assert device.platform.secure.port.owned_frames(owner).size == 0
     assert device.manager.lent_pages() == 0
+    assert device.platform.soc.tzasc.regions[1:] == [None] * 7
+    assert device.contig is None or device.contig.lent_pages() == 0
     status = device.platform.normal.smc_checked(FunctionId.FLEXNPU_STATUS).values[0]
     assert status == NpuMode.NORMAL
+
+
+def test_each_system_decrypts_into_its_own_kind_of_secure_memory(runs) -> None:
+    flex = runs["flexserve"].trace.layers[0].stage(StageKind.ALLOC)
+    assert flex.work["monitor"].smc_calls == 1  # one FLEXMEM_PROTECT per layer
+    for name in ("strawman", "strawman-opt"):
+        allocs = [layer.stage(StageKind.ALLOC) for layer in runs[name].trace.layers]
+        assert all("monitor" not in a.work for a in allocs)  # no Flex-Mem at all
+        assert allocs[0].work["kernel"].pages_allocated > 0  # the CMA window, claimed
+    whole = [a for a in (layer.stage(StageKind.ALLOC) for layer in runs["strawman"].trace.layers)
+             if a.work]
+    assert len(whole) == 1  # Strawman takes its region once, for the whole model
+    grown = [layer.stage(StageKind.ALLOC) for layer in runs["strawman-opt"].trace.layers]
+    assert sum(1 for a in grown if "kernel" in a.work) > 1  # Strawman-OPT grows it
 
 
 def test_the_trace_records_every_stage_of_every_layer(runs) -> None:

@@ -95,3 +95,46 @@ def test_tampered_chunk_fails_closed_and_scrubs_everything(store: ModelStore, un
     assert status == NpuMode.NORMAL
     client.close()
     assert device.tos.open_sessions == 0
+
+
+@pytest.mark.parametrize("upfront", [False, True], ids=["grown", "whole"])
+def test_strawman_tzasc_region_fails_closed_and_is_scrubbed(store: ModelStore,
+                                                            upfront: bool) -> None:
+    """The strawman designs decrypt into one TZASC region; tampering scrubs and frees it."""
+    from flexserve.tee.framework import FrameworkOptions
+    from flexserve.tee.framework.memory import SecureMemoryKind
+
+    blob = store.latest("smollm2-135m")
+    assert blob is not None
+    options = FrameworkOptions(use_npu=False, memory=SecureMemoryKind.TZASC,
+                               alloc_upfront=upfront, pipeline=not upfront)
+    device = boot_device(store.root, store.device, dram_bytes=512 * MIB, options=options,
+                         cma_bytes=192 * MIB)
+    client = FrameworkClient(device)
+    client.open_model(blob.path.name)
+    offset = _chunk_offset(store, blob.path, "blk.7")
+    attacker = device.platform.normal
+    byte = attacker.storage.read_range(blob.path.name, offset, 1)
+    attacker.storage.write_range(blob.path.name, offset, bytes([byte[0] ^ 0x80]))
+
+    regions: list[tuple[int, int]] = []
+    services = device.ta.services
+    free = services.free_contiguous
+
+    def spy_free(allocation) -> None:
+        regions.append((allocation.base_frame, allocation.frame_count))
+        free(allocation)
+
+    services.free_contiguous = spy_free  # type: ignore[method-assign]
+    with pytest.raises(TeeClientError) as caught:
+        client.generate(GenerateRequest("Tell me a secret.", sampling={"max_tokens": 4}))
+    assert caught.value.result == TeeResult.ERROR_SECURITY
+    assert len(regions) == 1
+    base, count = regions[0]
+    frames = np.arange(base, base + count)
+    assert device.platform.soc.tzasc.regions[1:] == [None] * 7
+    assert device.contig is not None and device.contig.lent_pages() == 0
+    assert device.platform.soc.memory.frames_are_zero(frames)
+    ledger = device.platform.monitor.ctx.ledger
+    assert ledger.states_are(frames, FrameState.NORMAL)
+    client.close()

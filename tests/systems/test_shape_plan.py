@@ -16,6 +16,7 @@ from flexserve.catalog import resolve
 from flexserve.engine.sampling import SamplingParams
 from flexserve.systems.runner import Prompt, run_secure
 from flexserve.systems.shape_plan import layer_trace
+from flexserve.tee.framework import FrameworkOptions
 from flexserve.tee.framework.trace import StageKind
 
 RESTORE = (StageKind.ALLOC, StageKind.IO, StageKind.DECRYPT)
@@ -26,7 +27,7 @@ def real_trace(tmp_path_factory, smollm2_path: Path):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FLEXSERVE_HOME", str(tmp_path_factory.mktemp("home")))
         run = run_secure(resolve("smollm2-135m"), Prompt("Hello"),
-                         SamplingParams(max_tokens=1), use_npu=True)
+                         SamplingParams(max_tokens=1), FrameworkOptions())
     return run.trace
 
 

@@ -204,8 +204,25 @@ class SecureWorldPort:
     def tzasc_assign(self, index: int, base_frame: int, frame_count: int) -> WorkRecord:
         return self._account(self._tzasc.assign(index, base_frame, frame_count))
 
+    def tzasc_extend(self, index: int, extra_frames: int) -> WorkRecord:
+        return self._account(self._tzasc.extend(index, extra_frames))
+
     def tzasc_release(self, index: int) -> WorkRecord:
         return self._account(self._tzasc.release(index))
+
+    def tzasc_read_frames(self, first_frame: int, count: int) -> np.ndarray:
+        """Whole frames of a TZASC region, as a ``(count, 4096)`` private copy."""
+        frames = self._tzasc.require_assigned_frames(first_frame, count)
+        self._account(WorkRecord(bytes_copied=count * FRAME_SIZE_BYTES))
+        return self.ctx.soc.memory.read_frames(frames)
+
+    def tzasc_write_frames(self, first_frame: int, data: np.ndarray) -> WorkRecord:
+        """Write ``data`` (``(count, 4096)`` uint8) into whole frames of a TZASC region."""
+        count = int(data.shape[0]) if data.ndim == 2 else 0
+        frames = self._tzasc.require_assigned_frames(first_frame, count)
+        self.ctx.soc.memory.write_frames(frames, data)
+        return self._account(WorkRecord(bytes_copied=count * FRAME_SIZE_BYTES,
+                                        frames_touched=count))
 
     def secure_read(self, pa: int, size_bytes: int) -> bytes:
         self._tzasc.require_assigned(pa, size_bytes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from flexserve.errors import ConfigError
 from flexserve.monitor.platform import NormalWorld
 from flexserve.nwos.buddy import PfnRange
 from flexserve.nwos.kernel import KernelConfig, NormalWorldKernel
@@ -35,3 +36,13 @@ def kernel_for(normal: NormalWorld, config: KernelConfig | None = None) -> Norma
     holes = ram_holes(normal.ram_ranges, total)
     return NormalWorldKernel(replace(base, total_pages=total, base_pfn=0,
                                      reserved=tuple(base.reserved) + holes))
+
+
+def cma_window(ram_ranges: list[PfnRange], count_pages: int) -> int:
+    """Highest block-aligned start of ``count_pages`` of RAM in one run (boot reservation)."""
+    for start, count in sorted(ram_ranges, reverse=True):
+        end = (start + count) // MAX_ORDER_PAGES * MAX_ORDER_PAGES
+        first = -(-start // MAX_ORDER_PAGES) * MAX_ORDER_PAGES
+        if end - count_pages >= first:
+            return end - count_pages
+    raise ConfigError(f"no RAM run can hold a CMA region of {count_pages} pages")

@@ -87,6 +87,34 @@ class ContigRegion:
         self.kernel.events.record(EventKind.CMA_ALLOC, count_pages, self.name)
         return ContigAllocation(start, count_pages, migrated, since(self.kernel.work, before))
 
+    def grow(self, allocation: ContigAllocation, extra_pages: int) -> ContigAllocation:
+        """Extend a block-granular ``allocation`` in place by whole blocks right after it.
+
+        Returns the combined allocation; raises :class:`ContiguityError` (changing nothing)
+        when the blocks after it are outside the region, in use, or blocked by unmovable pages.
+        """
+        if extra_pages <= 0:
+            raise ConfigError("contiguous growth must be > 0 pages")
+        if allocation.count_pages % MAX_ORDER_PAGES:
+            raise ConfigError("only block-granular allocations can grow")
+        blocks = -(-extra_pages // MAX_ORDER_PAGES)
+        start = allocation.start_pfn + allocation.count_pages
+        first = (start - self.start_pfn) // MAX_ORDER_PAGES
+        if first + blocks > self._in_use.size or self._blocked_blocks()[first:first + blocks].any():
+            self.kernel.events.record(EventKind.CMA_BUSY, extra_pages, self.name)
+            raise ContiguityError(f"{self.name}: the {blocks} blocks after the allocation "
+                                  "are not available")
+        before = snapshot(self.kernel.work)
+        span = blocks * MAX_ORDER_PAGES
+        migrated = self._evacuate(start, span)
+        window = np.arange(start, start + span, dtype=np.int64)
+        self.kernel.buddy.claim_isolated(window, PageKind.CONTIG, CONTIG_OWNER)
+        self._in_use[first:first + blocks] = True
+        self.kernel.events.record(EventKind.CMA_ALLOC, span, self.name)
+        return ContigAllocation(allocation.start_pfn, allocation.count_pages + span,
+                                allocation.migrated_pages + migrated,
+                                since(self.kernel.work, before))
+
     def _evacuate(self, start: int, span: int) -> int:
         """Isolate the window and migrate its movable pages out; returns pages migrated."""
         kernel, buddy = self.kernel, self.kernel.buddy

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flexserve.errors import ConfigError
 from flexserve.monitor.platform import Platform, boot_platform
-from flexserve.nwos.boot import kernel_for
+from flexserve.nwos.boot import cma_window, kernel_for
 from flexserve.nwos.cma import ContigRegion
 from flexserve.nwos.events import EventKind
 from flexserve.nwos.flexmem import FlexMemManager
@@ -71,16 +70,6 @@ def contiguous_runs(pages: np.ndarray) -> int:
 def _platform(config: ScenarioConfig) -> Platform:
     return boot_platform(BoardConfig(dram_bytes=config.dram_bytes,
                                      backing=BackingMode.TIMING_ONLY))
-
-
-def cma_window(ram_ranges: list[tuple[int, int]], count_pages: int) -> int:
-    """Highest block-aligned start of ``count_pages`` of RAM in one run (boot reservation)."""
-    for start, count in sorted(ram_ranges, reverse=True):
-        end = (start + count) // MAX_ORDER_PAGES * MAX_ORDER_PAGES
-        first = -(-start // MAX_ORDER_PAGES) * MAX_ORDER_PAGES
-        if end - count_pages >= first:
-            return end - count_pages
-    raise ConfigError(f"no RAM run can hold a CMA region of {count_pages} pages")
 
 
 def _busy_kernel(platform: Platform, config: ScenarioConfig,

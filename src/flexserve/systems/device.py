@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flexserve.monitor.platform import Platform, boot_platform
-from flexserve.nwos.boot import kernel_for
+from flexserve.nwos.boot import cma_window, kernel_for
+from flexserve.nwos.cma import ContigRegion
 from flexserve.nwos.flexmem import FlexMemManager
-from flexserve.nwos.kernel import NormalWorldKernel
+from flexserve.nwos.kernel import KernelConfig, NormalWorldKernel
 from flexserve.nwos.npu_driver import NpuDriver
+from flexserve.nwos.page import MAX_ORDER_PAGES, pages_for_bytes
 from flexserve.nwos.tee_client import ClientParam, TeeClient
+from flexserve.nwos.tee_contig import TeeContigService
 from flexserve.nwos.tee_files import TeeFileService
 from flexserve.soc.board import BoardConfig
 from flexserve.soc.constants import MIB
@@ -48,6 +51,7 @@ class Device:
     tos: TrustedOS
     ta: FrameworkTA
     client: TeeClient
+    contig: TeeContigService | None = None  # the CMA region for TZASC memory, if reserved
 
     @property
     def owner(self) -> int:
@@ -56,17 +60,23 @@ class Device:
 
 def boot_device(flash_root: Path, secure: SecureDevice, *,
                 dram_bytes: int = DEFAULT_DRAM_BYTES,
-                options: FrameworkOptions | None = None) -> Device:
-    """A booted device whose flash is ``flash_root`` and whose HUK/RPMB are ``secure``'s."""
+                options: FrameworkOptions | None = None, cma_bytes: int = 0) -> Device:
+    """A booted device whose flash is ``flash_root`` and whose HUK/RPMB are ``secure``'s.
+
+    ``cma_bytes`` reserves a CMA region at boot from which the secure side can take
+    contiguous TZASC memory (the strawman designs); 0 reserves none.
+    """
     platform = boot_platform(BoardConfig(dram_bytes=dram_bytes, flash_root=flash_root,
                                          tee_region_base_bytes=16 * MIB,
                                          tee_region_bytes=16 * MIB))
-    kernel = kernel_for(platform.normal)
+    cma = _cma_reservation(platform, cma_bytes)
+    kernel = kernel_for(platform.normal, KernelConfig(total_pages=0, cma=cma))
+    contig = TeeContigService(ContigRegion(kernel, *cma[0])) if cma else None
     manager = FlexMemManager(kernel, platform.normal)
     files = TeeFileService(kernel, platform.normal)
     driver = NpuDriver(kernel, platform.normal)
     driver.register_with_monitor()
-    tos = boot_trusted_os(platform, manager)
+    tos = boot_trusted_os(platform, manager, contig)
     ta = tos.install(FrameworkTA)
     assert isinstance(ta, FrameworkTA)
     meter = WorkMeter({"kernel": lambda: kernel.work, "monitor": lambda: manager.work,
@@ -74,7 +84,14 @@ def boot_device(flash_root: Path, secure: SecureDevice, *,
                        "files": lambda: files.work})
     ta.attach(secure, files, meter, options)
     return Device(platform, kernel, manager, files, driver, tos, ta,
-                  TeeClient(kernel, platform.normal))
+                  TeeClient(kernel, platform.normal), contig)
+
+
+def _cma_reservation(platform: Platform, cma_bytes: int) -> tuple[tuple[int, int], ...]:
+    if cma_bytes <= 0:
+        return ()
+    pages = -(-pages_for_bytes(cma_bytes) // MAX_ORDER_PAGES) * MAX_ORDER_PAGES
+    return ((cma_window(platform.normal.ram_ranges, pages), pages),)
 
 
 class FrameworkClient:

@@ -3,8 +3,9 @@
 Functional paths (what produces the text):
 
 - the secure systems run the FlexServe Framework TA on an emulated device: the sealed blob
-  on flash, Flex-Mem frames, decryption in the secure world (CPU-only systems do not take
-  the Flex-NPU; see docs/systems.md for what the emulation does not distinguish);
+  on flash, decryption in the secure world into Flex-Mem frames (FlexServe) or into one
+  TZASC region carved out of CMA (the strawmen); CPU-only systems do not take the Flex-NPU
+  (docs/systems.md);
 - NW-Base runs the same engine in the normal world from the plaintext GGUF.
 
 Time: the framework's recorded trace (or, for a shape-only model, the trace its shape
@@ -20,12 +21,13 @@ from flexserve.catalog import CatalogEntry, ModelKind, resolve
 from flexserve.engine.sampling import SamplingParams
 from flexserve.errors import ConfigError
 from flexserve.soc.constants import MIB
-from flexserve.systems.config import SystemConfig
+from flexserve.systems.config import MemoryKind, SystemConfig
 from flexserve.systems.device import Device, FrameworkClient, boot_device
 from flexserve.systems.plain_plan import plain_trace
 from flexserve.systems.schedule import SystemTiming, time_request
 from flexserve.systems.shape_plan import shape_trace
 from flexserve.tee.framework import FrameworkOptions, GenerateAnswer, GenerateRequest
+from flexserve.tee.framework.memory import SecureMemoryKind
 from flexserve.tee.framework.request import sampling_dict
 from flexserve.tee.framework.trace import RequestTrace
 from flexserve.tee.sealing.store import ModelStore
@@ -34,6 +36,8 @@ from flexserve.timing.profile import DeviceProfile
 
 #: Emulated DRAM: the model's bytes plus room for the OS, firmware and bounce buffers.
 DRAM_HEADROOM_BYTES = 256 * MIB
+#: A CMA region for the TZASC systems: the model plus room for block rounding per layer.
+CMA_SLACK_BYTES = 64 * MIB
 
 
 @dataclass(frozen=True)
@@ -59,20 +63,32 @@ class SecureRun:
     device: Device
 
 
-def _dram_for(entry: CatalogEntry) -> int:
-    size = entry.size_bytes + DRAM_HEADROOM_BYTES
+def _dram_for(entry: CatalogEntry, cma_bytes: int) -> int:
+    size = entry.size_bytes + cma_bytes + DRAM_HEADROOM_BYTES
     return -(-size // (64 * MIB)) * 64 * MIB
 
 
-def run_secure(entry: CatalogEntry, prompt: Prompt, params: SamplingParams, *,
-               use_npu: bool, store: ModelStore | None = None) -> SecureRun:
+def framework_options(system: SystemConfig) -> FrameworkOptions:
+    """How the framework TA runs a request for ``system`` (docs/systems.md)."""
+    tzasc = system.memory is MemoryKind.CMA
+    return FrameworkOptions(
+        use_npu=system.compute is ComputeUnit.NPU,
+        memory=SecureMemoryKind.TZASC if tzasc else SecureMemoryKind.FLEXMEM,
+        alloc_upfront=system.alloc_upfront or not system.pipeline,
+        pipeline=system.pipeline)
+
+
+def run_secure(entry: CatalogEntry, prompt: Prompt, params: SamplingParams,
+               options: FrameworkOptions, *, store: ModelStore | None = None) -> SecureRun:
     """The request through the framework TA on a fresh device; the answer and its trace."""
     if entry.path is None:
         raise ConfigError(f"{entry.name} is shape-only: it has no weights to run")
     store = store or ModelStore.default()
     stored = store.ensure_catalog(str(entry.path) if entry.kind is ModelKind.FILE else entry.name)
-    device = boot_device(store.root, store.device, dram_bytes=_dram_for(entry),
-                         options=FrameworkOptions(use_npu=use_npu))
+    cma_bytes = entry.size_bytes + CMA_SLACK_BYTES \
+        if options.memory is SecureMemoryKind.TZASC else 0
+    device = boot_device(store.root, store.device, dram_bytes=_dram_for(entry, cma_bytes),
+                         options=options, cma_bytes=cma_bytes)
     client = FrameworkClient(device)
     try:
         client.open_model(stored.path.name)
@@ -106,10 +122,10 @@ def run_systems(model: str, systems: list[SystemConfig], profile: DeviceProfile,
         return _shape_only(entry, systems, profile, params, prompt_tokens)
     if prompt is None:
         raise ConfigError("a model with weights needs a prompt")
-    done: dict[tuple[bool, bool], SystemRun] = {}
+    done: dict[FrameworkOptions | None, SystemRun] = {}
     runs = []
     for system in systems:
-        key = (system.secure, system.compute is ComputeUnit.NPU)
+        key = framework_options(system) if system.secure else None
         if key not in done:
             done[key] = _functional(entry, system, prompt, params)
         first = done[key]
@@ -123,7 +139,7 @@ def _functional(entry: CatalogEntry, system: SystemConfig, prompt: Prompt,
     """One functional run; its timing field is filled by the caller per system."""
     assert entry.path is not None
     if system.secure:
-        run = run_secure(entry, prompt, params, use_npu=system.compute is ComputeUnit.NPU)
+        run = run_secure(entry, prompt, params, framework_options(system))
         return SystemRun(system, run.answer, _no_timing(system), run.trace, run.device)
     answer = run_plain(entry.path, prompt, params)
     trace = plain_trace(entry.path, answer.prompt_tokens, answer.completion_tokens)

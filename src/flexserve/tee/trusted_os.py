@@ -34,6 +34,8 @@ from flexserve.errors import (
 )
 from flexserve.monitor.platform import Platform
 from flexserve.monitor.secure_port import FlexBuffer, SecureWorldPort
+from flexserve.soc.board import TEE_TZASC_REGION
+from flexserve.soc.tzasc import TZASC_REGION_COUNT
 from flexserve.soc.work import WorkRecord
 from flexserve.tee.gp import MsgCommand, Origin, TeeError, TeeResult
 from flexserve.tee.msg import MSG_BYTES, Message, MsgParam, decode
@@ -51,6 +53,25 @@ class NormalWorldRpc(Protocol):
     def rsmem_alloc(self, owner: int, size_bytes: int) -> np.ndarray: ...
 
     def rsmem_free(self, owner: int, ipa_pages: np.ndarray) -> int: ...
+
+
+class ContigRpc(Protocol):
+    """Contiguous (CMA) ranges from the normal world, for TZASC-protected memory."""
+
+    def contig_alloc(self, owner: int, size_bytes: int) -> tuple[int, int]: ...
+
+    def contig_grow(self, owner: int, first_pfn: int, extra_bytes: int) -> int: ...
+
+    def contig_free(self, owner: int, first_pfn: int) -> int: ...
+
+
+@dataclass
+class ContiguousAllocation:
+    """One TZASC region of a TA: frames ``[base_frame, base_frame + frame_count)``."""
+
+    slot: int
+    base_frame: int
+    frame_count: int
 
 
 @dataclass
@@ -79,6 +100,15 @@ class TaServices:
     def free_secure(self, allocation: SecureAllocation) -> None:
         self._tos.free_secure(self.owner, allocation)
 
+    def alloc_contiguous(self, size_bytes: int) -> ContiguousAllocation:
+        return self._tos.alloc_contiguous(self.owner, size_bytes)
+
+    def grow_contiguous(self, allocation: ContiguousAllocation, extra_bytes: int) -> None:
+        self._tos.grow_contiguous(self.owner, allocation, extra_bytes)
+
+    def free_contiguous(self, allocation: ContiguousAllocation) -> None:
+        self._tos.free_contiguous(self.owner, allocation)
+
 
 @dataclass
 class _Session:
@@ -102,9 +132,12 @@ def result_of(error: FlexServeError) -> TeeResult:
 
 class TrustedOS:
     def __init__(self, port: SecureWorldPort, rpc: NormalWorldRpc | None = None,
-                 max_memref_bytes: int = MAX_MEMREF_BYTES) -> None:
+                 max_memref_bytes: int = MAX_MEMREF_BYTES, contig: ContigRpc | None = None
+                 ) -> None:
         self.port = port
         self.rpc = rpc
+        self.contig = contig
+        self._tzasc_slots: dict[int, int] = {}  # TZASC slot -> owner
         self.max_memref_bytes = max_memref_bytes
         self._tas: dict[uuid.UUID, TrustedApplication] = {}
         self._sessions: dict[int, _Session] = {}
@@ -249,13 +282,59 @@ class TrustedOS:
         self.rpc.rsmem_free(owner, ipa_pages)
 
 
+    # ----- contiguous TZASC memory for TAs (the strawman designs) -----
+    def alloc_contiguous(self, owner: int, size_bytes: int) -> ContiguousAllocation:
+        """A CMA range from the normal world, made secure as one TZASC region."""
+        if self.contig is None:
+            raise OutOfMemoryError("no normal-world contiguous memory service is connected")
+        slot = self._free_slot()
+        first_pfn, pages = self.contig.contig_alloc(owner, size_bytes)
+        try:  # the monitor refuses a range that is not ordinary normal memory
+            self.port.tzasc_assign(slot, first_pfn, pages)
+        except SMCError:
+            raise SecurityError() from None
+        self._tzasc_slots[slot] = owner
+        return ContiguousAllocation(slot, first_pfn, pages)
+
+    def grow_contiguous(self, owner: int, allocation: ContiguousAllocation,
+                        extra_bytes: int) -> None:
+        """Grow the region in place by at least ``extra_bytes`` (whole CMA blocks)."""
+        self._require_slot(owner, allocation)
+        assert self.contig is not None
+        pages = self.contig.contig_grow(owner, allocation.base_frame, extra_bytes)
+        try:
+            self.port.tzasc_extend(allocation.slot, pages - allocation.frame_count)
+        except SMCError:
+            raise SecurityError() from None
+        allocation.frame_count = pages
+
+    def free_contiguous(self, owner: int, allocation: ContiguousAllocation) -> None:
+        """The monitor scrubs and releases the region; the range goes back to the OS."""
+        self._require_slot(owner, allocation)
+        assert self.contig is not None
+        self.port.tzasc_release(allocation.slot)
+        del self._tzasc_slots[allocation.slot]
+        self.contig.contig_free(owner, allocation.base_frame)
+
+    def _free_slot(self) -> int:
+        for slot in range(TEE_TZASC_REGION + 1, TZASC_REGION_COUNT):
+            if slot not in self._tzasc_slots:
+                return slot
+        raise OutOfMemoryError("every TZASC region is in use")
+
+    def _require_slot(self, owner: int, allocation: ContiguousAllocation) -> None:
+        if self._tzasc_slots.get(allocation.slot) != owner:
+            raise ConfigError("this TZASC region is not the TA's")
+
+
 def _failed(msg: Message, result: TeeResult, origin: Origin) -> Message:
     msg.result, msg.origin = result, origin
     return msg
 
 
-def boot_trusted_os(platform: Platform, rpc: NormalWorldRpc | None = None) -> TrustedOS:
+def boot_trusted_os(platform: Platform, rpc: NormalWorldRpc | None = None,
+                    contig: ContigRpc | None = None) -> TrustedOS:
     """Create the trusted OS of a booted platform and register its SMC entry."""
-    tos = TrustedOS(platform.secure.port, rpc)
+    tos = TrustedOS(platform.secure.port, rpc, contig=contig)
     platform.monitor.dispatcher.register_trusted_os(tos.entry)
     return tos

@@ -2,15 +2,16 @@
 
 For each sealed unit (``embed``, ``blk.<i>``, ``output``) the framework
 
-1. allocates Flex-Mem for the layer (``alloc_secure``: ``rsmem_alloc`` in the normal world,
-   verified by the monitor, mapped into the TA);
+1. allocates secure memory for the layer from the device's pool (:mod:`.memory`: Flex-Mem
+   through ``rsmem_alloc``, or a TZASC region for the strawman designs);
 2. reads each ciphertext chunk from flash through the normal world's file service and copies
    it into secure memory;
 3. verifies and decrypts the chunk straight into the layer's frames;
 4. builds the layer's weights from the bytes read back from those frames and installs them.
 
 Every step is recorded in the :class:`~flexserve.tee.framework.trace.LayerTrace` with the
-work the mechanisms reported. Failures are the caller's to clean up (:class:`LayerSet`).
+work the mechanisms reported. Failures are the caller's to clean up (the pool's
+``release_all``).
 """
 
 from __future__ import annotations
@@ -21,28 +22,11 @@ from flexserve.engine.layers import LayerGroup, load_group
 from flexserve.engine.model import Transformer
 from flexserve.soc.work import WorkRecord
 from flexserve.tee.framework.files import ServiceBlobReader
-from flexserve.tee.framework.frames import FrameSink, read_back
+from flexserve.tee.framework.memory import LayerSpan, SecurePool
 from flexserve.tee.framework.meter import WorkMeter, add_work
 from flexserve.tee.framework.trace import LayerTrace, Stage, StageKind
 from flexserve.tee.sealing import SealedModel, SealedUnit
-from flexserve.tee.trusted_os import SecureAllocation, TaServices
-
-
-@dataclass
-class LayerSet:
-    """The Flex-Mem allocations of the layers loaded so far; released as one."""
-
-    services: TaServices
-    allocations: list[SecureAllocation] = field(default_factory=list)
-
-    @property
-    def frames(self) -> int:
-        return sum(int(a.frames.size) for a in self.allocations)
-
-    def release_all(self) -> None:
-        """Scrub, unmap and return every frame (``free_secure``), newest first."""
-        while self.allocations:
-            self.services.free_secure(self.allocations.pop())
+from flexserve.tee.sealing.buffers import ByteSink
 
 
 @dataclass
@@ -55,9 +39,9 @@ class _StageTotals:
 class LayerLoader:
     """Loads one sealed unit at a time into Flex-Mem and into the transformer."""
 
-    def __init__(self, services: TaServices, sealed: SealedModel, reader: ServiceBlobReader,
+    def __init__(self, pool: SecurePool, sealed: SealedModel, reader: ServiceBlobReader,
                  meter: WorkMeter) -> None:
-        self.services, self.sealed, self.reader, self.meter = services, sealed, reader, meter
+        self.pool, self.sealed, self.reader, self.meter = pool, sealed, reader, meter
 
     @staticmethod
     def new_trace(unit: SealedUnit) -> LayerTrace:
@@ -65,28 +49,26 @@ class LayerLoader:
                           len(unit.chunks))
 
     def load(self, unit: SealedUnit, group: LayerGroup, transformer: Transformer,
-             layers: LayerSet, trace: LayerTrace | None = None) -> LayerTrace:
-        """Load ``unit`` into ``transformer``; stages go to ``trace`` (also on failure)."""
+             trace: LayerTrace | None = None) -> LayerTrace:
+        """Load ``unit`` into ``transformer``; stages go to ``trace`` (also on failure).
+
+        What it allocated stays in the pool (the caller releases the pool)."""
         trace = trace if trace is not None else self.new_trace(unit)
-        allocation = self._alloc(unit, trace)
-        layers.allocations.append(allocation)
-        self._load_and_decrypt(unit, allocation, trace)
-        plain = read_back(self.services.port, self.services.owner, allocation.frames,
-                          unit.n_bytes)
-        transformer.install_group(group.name, load_group(group, plain))
+        span = self._alloc(unit, trace)
+        self._load_and_decrypt(unit, span, trace)
+        transformer.install_group(group.name, load_group(group, span.read(unit.n_bytes)))
         return trace
 
-    def _alloc(self, unit: SealedUnit, trace: LayerTrace) -> SecureAllocation:
+    def _alloc(self, unit: SealedUnit, trace: LayerTrace) -> LayerSpan:
         before = self.meter.snapshot()
-        allocation = self.services.alloc_secure(unit.n_bytes)
+        span = self.pool.allocate(unit.n_bytes)
         trace.stages.append(Stage(StageKind.ALLOC, unit.name, unit.n_bytes,
-                                  pages=int(allocation.frames.size), requests=1,
+                                  pages=span.pages, requests=1,
                                   work=self.meter.since(before)))
-        return allocation
+        return span
 
-    def _load_and_decrypt(self, unit: SealedUnit, allocation: SecureAllocation,
-                          trace: LayerTrace) -> None:
-        sink = FrameSink(self.services.port, self.services.owner, allocation.frames)
+    def _load_and_decrypt(self, unit: SealedUnit, span: LayerSpan, trace: LayerTrace) -> None:
+        sink = span.sink()
         io, decrypt = _StageTotals(), _StageTotals()
         try:
             self._chunks(unit, sink, io, decrypt)
@@ -95,7 +77,7 @@ class LayerLoader:
                 trace.stages.append(Stage(kind, unit.name, totals.n_bytes,
                                           requests=totals.requests, work=totals.work))
 
-    def _chunks(self, unit: SealedUnit, sink: FrameSink, io: _StageTotals,
+    def _chunks(self, unit: SealedUnit, sink: ByteSink, io: _StageTotals,
                 decrypt: _StageTotals) -> None:
         for chunk in unit.chunks:
             before = self.meter.snapshot()

@@ -32,12 +32,19 @@ from flexserve.engine.gguf_file import GGUFFile
 from flexserve.engine.layers import LayerGroup
 from flexserve.engine.model import Transformer
 from flexserve.errors import ConfigError, SecurityError
+from flexserve.soc.constants import FRAME_SIZE_BYTES
 from flexserve.tee.framework.files import FileRpc, ServiceBlobReader
+from flexserve.tee.framework.memory import (
+    FlexMemPool,
+    SecureMemoryKind,
+    SecurePool,
+    TzascPool,
+)
 from flexserve.tee.framework.meter import WorkMeter
-from flexserve.tee.framework.pipeline import LayerLoader, LayerSet
+from flexserve.tee.framework.pipeline import LayerLoader
 from flexserve.tee.framework.prefill import PrefilledModel, StreamedPrefill
 from flexserve.tee.framework.request import GenerateAnswer, GenerateRequest
-from flexserve.tee.framework.trace import RequestTrace, Stage, StageKind
+from flexserve.tee.framework.trace import LayerTrace, RequestTrace, Stage, StageKind
 from flexserve.tee.gp import Origin, ParamType, TeeError, TeeResult
 from flexserve.tee.sealing import SealedModel, SecureDevice
 from flexserve.tee.ta import TaParam, TrustedApplication, expect_types
@@ -51,9 +58,18 @@ MAX_NAME_BYTES = 256
 
 @dataclass(frozen=True)
 class FrameworkOptions:
-    """Per-device choices of the framework (see docs/systems.md)."""
+    """Per-device choices of the framework (see docs/systems.md).
+
+    ``memory``: Flex-Mem per layer, or one TZASC region (strawman designs), allocated for the
+    whole model at once when ``alloc_upfront`` or grown layer by layer otherwise.
+    ``pipeline``: compute each layer as soon as it is installed; without it every layer is
+    loaded and decrypted before the first compute.
+    """
 
     use_npu: bool = True
+    memory: SecureMemoryKind = SecureMemoryKind.FLEXMEM
+    alloc_upfront: bool = False
+    pipeline: bool = True
 
 
 @dataclass
@@ -141,7 +157,7 @@ class FrameworkTA(TrustedApplication):
         trace = RequestTrace(model.name, model.config, init_stages=list(model.init_stages),
                              prompt_tokens=len(prompt_ids))
         self.last_trace = trace
-        layers = LayerSet(self.services)
+        layers = self._pool(model)
         npu = _NpuHold(self.services, self.options.use_npu)
         try:
             prefill = self._stream_layers(model, prompt_ids, len(prompt_ids)
@@ -157,24 +173,41 @@ class FrameworkTA(TrustedApplication):
         return GenerateAnswer(result.text, result.finish_reason, result.n_prompt_tokens,
                               result.n_generated_tokens)
 
+    def _pool(self, model: OpenModel) -> SecurePool:
+        if self.options.memory is SecureMemoryKind.FLEXMEM:
+            return FlexMemPool(self.services)
+        upfront = sum(_frame_bytes(u.n_bytes) for u in model.sealed.weight_units)
+        return TzascPool(self.services,
+                         upfront_bytes=upfront if self.options.alloc_upfront else None)
+
     def _stream_layers(self, model: OpenModel, prompt_ids: list[int], capacity_tokens: int,
-                       layers: LayerSet, npu: _NpuHold, trace: RequestTrace) -> StreamedPrefill:
+                       pool: SecurePool, npu: _NpuHold, trace: RequestTrace) -> StreamedPrefill:
         if capacity_tokens > model.config.context_length:
             raise ConfigError("the prompt plus max_tokens exceed the model's context")
         transformer = Transformer(model.config)
         prefill = StreamedPrefill(transformer, prompt_ids, capacity_tokens)
-        loader = LayerLoader(self.services, model.sealed, model.reader, self.meter)
+        loader = LayerLoader(pool, model.sealed, model.reader, self.meter)
+        pending: list[tuple[str, LayerTrace]] = []
         for unit, group in zip(model.sealed.weight_units, model.groups, strict=True):
             layer = loader.new_trace(unit)
             trace.layers.append(layer)
-            loader.load(unit, group, transformer, layers, layer)
-            before = self.meter.snapshot()
-            npu.acquire(trace)
-            jobs = 1 if prefill.run_group(group.name) and npu.held else 0
-            trace.npu_jobs += jobs
-            layer.stages.append(Stage(StageKind.COMPUTE, unit.name, unit.n_bytes,
-                                      requests=jobs, work=self.meter.since(before)))
+            loader.load(unit, group, transformer, layer)
+            pending.append((group.name, layer))
+            if self.options.pipeline:
+                self._compute(prefill, pending.pop(), npu, trace)
+        for item in pending:  # staged: every layer is resident before the first compute
+            self._compute(prefill, item, npu, trace)
         return prefill
+
+    def _compute(self, prefill: StreamedPrefill, item: tuple[str, LayerTrace], npu: _NpuHold,
+                 trace: RequestTrace) -> None:
+        name, layer = item
+        before = self.meter.snapshot()
+        npu.acquire(trace)
+        jobs = 1 if prefill.run_group(name) and npu.held else 0
+        trace.npu_jobs += jobs
+        layer.stages.append(Stage(StageKind.COMPUTE, name, layer.plaintext_bytes,
+                                  requests=jobs, work=self.meter.since(before)))
 
     def _close(self, session: FrameworkSession) -> None:
         if session.model is not None:
@@ -199,6 +232,10 @@ class _NpuHold:
             record = self.services.port.npu_release(self.services.owner)
             trace.npu_mode_switches += max(1, record.npu_mode_switches)
             self.held = False
+
+
+def _frame_bytes(n_bytes: int) -> int:
+    return -(-n_bytes // FRAME_SIZE_BYTES) * FRAME_SIZE_BYTES
 
 
 def _blob_name(data: bytes) -> str:
