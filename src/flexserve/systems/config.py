@@ -48,6 +48,7 @@ class SystemConfig:
     cma_occupied_fraction: float = 1.0
     cma_threads: int = 1
     npu_jobs_per_layer: int = 1
+    cache: bool = False  # keeps weights in secure memory across requests (Flex-Mem only)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.cma_occupied_fraction <= 1.0:
@@ -56,6 +57,8 @@ class SystemConfig:
             raise ConfigError("decrypt_cores and cma_threads must be >= 1")
         if self.compute is ComputeUnit.CPU and self.npu_handover is not NpuHandover.NONE:
             raise ConfigError("a CPU-only system has no NPU to hand over")
+        if self.cache and self.memory is not MemoryKind.FLEXMEM:
+            raise ConfigError("only a Flex-Mem system can cache across requests")
 
     def with_options(self, **changes: object) -> SystemConfig:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -70,7 +73,7 @@ STRAWMAN_OPT = SystemConfig("strawman-opt", "Strawman-OPT", secure=True, memory=
                             npu_handover=NpuHandover.REINIT)
 FLEXSERVE = SystemConfig("flexserve", "FlexServe", secure=True, memory=MemoryKind.FLEXMEM,
                          pipeline=True, compute=ComputeUnit.NPU,
-                         npu_handover=NpuHandover.FLEX_NPU)
+                         npu_handover=NpuHandover.FLEX_NPU, cache=True)
 
 SYSTEMS: dict[str, SystemConfig] = {s.name: s for s in (NW_BASE, STRAWMAN, STRAWMAN_OPT,
                                                          FLEXSERVE)}

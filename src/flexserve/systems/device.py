@@ -83,6 +83,7 @@ def boot_device(flash_root: Path, secure: SecureDevice, *,
                        "secure": lambda: platform.secure.port.work,
                        "files": lambda: files.work})
     ta.attach(secure, files, meter, options)
+    manager.register_reclaimer(ta.services.owner, ta.rsmem_reclaim)  # rsmem_reclaim
     return Device(platform, kernel, manager, files, driver, tos, ta,
                   TeeClient(kernel, platform.normal), contig)
 

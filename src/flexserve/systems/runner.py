@@ -68,14 +68,15 @@ def _dram_for(entry: CatalogEntry, cma_bytes: int) -> int:
     return -(-size // (64 * MIB)) * 64 * MIB
 
 
-def framework_options(system: SystemConfig) -> FrameworkOptions:
-    """How the framework TA runs a request for ``system`` (docs/systems.md)."""
+def framework_options(system: SystemConfig, cache_bytes: int = 0) -> FrameworkOptions:
+    """How the framework TA runs requests for ``system`` (docs/systems.md); ``cache_bytes``
+    of Flex-Mem are kept across requests if the system caches."""
     tzasc = system.memory is MemoryKind.CMA
     return FrameworkOptions(
         use_npu=system.compute is ComputeUnit.NPU,
         memory=SecureMemoryKind.TZASC if tzasc else SecureMemoryKind.FLEXMEM,
         alloc_upfront=system.alloc_upfront or not system.pipeline,
-        pipeline=system.pipeline)
+        pipeline=system.pipeline, cache_bytes=cache_bytes if system.cache else 0)
 
 
 def run_secure(entry: CatalogEntry, prompt: Prompt, params: SamplingParams,

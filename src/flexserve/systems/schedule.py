@@ -59,10 +59,17 @@ class _Graph:
         return name
 
     # ----- the pieces -----
-    def init(self) -> str:
+    def init(self) -> tuple[str, ...]:
+        """The framework start, if this request opened the model (else nothing)."""
+        if not self.trace.init_stages:
+            return ()
         start = costs.framework_start_s(self.profile,
                                         from_checkpoint=self.system.framework_from_checkpoint)
-        return self.add(INIT, CPU, start, "init")
+        return (self.add(INIT, CPU, start, "init"),)
+
+    def restored_layers(self) -> list[tuple[int, LayerTrace]]:
+        """Layers this request had to bring into secure memory (not already resident)."""
+        return [(i, layer) for i, layer in enumerate(self.trace.layers) if not layer.resident]
 
     def handover(self, deps: tuple[str, ...]) -> tuple[str, ...]:
         duration = pricing.npu_handover_s(self.system, self.profile)
@@ -70,10 +77,12 @@ class _Graph:
             return deps
         return (self.add(HANDOVER, NPU, duration, "other", deps),)
 
-    def alloc_all(self, deps: tuple[str, ...]) -> str:
-        pages = sum(_stage(layer, StageKind.ALLOC).pages for layer in self.trace.layers)
-        return self.add(ALLOC_ALL, CPU, pricing.alloc_s(pages, self.system, self.profile),
-                        "alloc", deps)
+    def alloc_all(self, deps: tuple[str, ...]) -> tuple[str, ...]:
+        pages = sum(_stage(layer, StageKind.ALLOC).pages for _, layer in self.restored_layers())
+        if not pages:
+            return deps
+        return (self.add(ALLOC_ALL, CPU, pricing.alloc_s(pages, self.system, self.profile),
+                         "alloc", deps),)
 
     def alloc(self, layer: LayerTrace, deps: tuple[str, ...], priority: int) -> str:
         stage = _stage(layer, StageKind.ALLOC)
@@ -114,32 +123,34 @@ def _stage(layer: LayerTrace, kind: StageKind):
 
 
 def _pipelined(g: _Graph) -> None:
-    ready = g.handover((g.init(),))
+    ready = g.handover(g.init())
     previous: tuple[str, ...] = ()
-    whole = (g.alloc_all(()),) if g.system.alloc_upfront else ()
+    whole = g.alloc_all(()) if g.system.alloc_upfront else ()
     allocated: tuple[str, ...] = ()  # one allocating thread: CMA and rsmem_alloc calls queue
     for i, layer in enumerate(g.trace.layers):
-        allocated = whole or (g.alloc(layer, allocated, i),)
-        restored = g.load(layer, allocated, i)
-        if g.system.secure:
-            restored = g.decrypt(layer, (restored,), i)
-        previous = (g.compute(layer, (restored, *ready, *previous)),)
+        restored: tuple[str, ...] = ()
+        if not layer.resident:
+            allocated = whole or (g.alloc(layer, allocated, i),)
+            restored = (g.load(layer, allocated, i),)
+            if g.system.secure:
+                restored = (g.decrypt(layer, restored, i),)
+        previous = (g.compute(layer, (*restored, *ready, *previous)),)
 
 
 def _staged(g: _Graph) -> None:
     init = g.init()
+    todo = g.restored_layers()
     if g.system.memory is MemoryKind.FLEXMEM:
-        allocated: tuple[str, ...] = (init,)
-        for i, layer in enumerate(g.trace.layers):
-            allocated = (g.alloc(layer, allocated, i),)
-        allocs = allocated
+        allocs = init
+        for i, layer in todo:
+            allocs = (g.alloc(layer, allocs, i),)
     else:
-        allocs = (g.alloc_all((init,)),)
-    loads = tuple(g.load(layer, allocs, i) for i, layer in enumerate(g.trace.layers))
+        allocs = g.alloc_all(init)
+    loads = tuple(g.load(layer, allocs, i) for i, layer in todo)
     restored = loads
     if g.system.secure:
-        restored = tuple(g.decrypt(layer, loads, i) for i, layer in enumerate(g.trace.layers))
-    previous = g.handover(restored)
+        restored = tuple(g.decrypt(layer, loads, i) for i, layer in todo)
+    previous = g.handover(restored or allocs)
     for layer in g.trace.layers:
         previous = (g.compute(layer, previous),)
 

@@ -100,6 +100,10 @@ class TaServices:
     def free_secure(self, allocation: SecureAllocation) -> None:
         self._tos.free_secure(self.owner, allocation)
 
+    def surrender_secure(self, allocation: SecureAllocation) -> np.ndarray:
+        """Scrub and unmap for ``rsmem_reclaim``; the normal world releases the pages."""
+        return self._tos.surrender_secure(self.owner, allocation)
+
     def alloc_contiguous(self, size_bytes: int) -> ContiguousAllocation:
         return self._tos.alloc_contiguous(self.owner, size_bytes)
 
@@ -276,10 +280,14 @@ class TrustedOS:
     def free_secure(self, owner: int, allocation: SecureAllocation) -> None:
         """Scrub, unmap and hand the frames back through the normal world."""
         assert self.rpc is not None
+        self.rpc.rsmem_free(owner, self.surrender_secure(owner, allocation))
+
+    def surrender_secure(self, owner: int, allocation: SecureAllocation) -> np.ndarray:
+        """Scrub and unmap a TA's frames; returns their IPA pages for the normal world."""
         ipa_pages = self.port.ipas_of(owner, allocation.frames)
         self.port.scrub_frames(owner, allocation.frames)
         self.port.unmap_frames(owner, allocation.frames)
-        self.rpc.rsmem_free(owner, ipa_pages)
+        return ipa_pages
 
 
     # ----- contiguous TZASC memory for TAs (the strawman designs) -----

@@ -43,7 +43,7 @@ class LayerSpan(Protocol):
 
 
 class SecurePool(Protocol):
-    def allocate(self, n_bytes: int) -> LayerSpan: ...
+    def allocate(self, n_bytes: int, name: str) -> LayerSpan: ...
 
     def release_all(self) -> None: ...
 
@@ -69,21 +69,32 @@ class FlexMemPool:
 
     def __init__(self, services: TaServices) -> None:
         self.services = services
-        self.allocations: list[SecureAllocation] = []
+        self.by_name: dict[str, SecureAllocation] = {}
+
+    @property
+    def allocations(self) -> list[SecureAllocation]:
+        return list(self.by_name.values())
 
     @property
     def frames(self) -> int:
-        return sum(int(a.frames.size) for a in self.allocations)
+        return sum(int(a.frames.size) for a in self.by_name.values())
 
-    def allocate(self, n_bytes: int) -> _FlexSpan:
+    def allocate(self, n_bytes: int, name: str) -> _FlexSpan:
+        if name in self.by_name:
+            raise ConfigError(f"layer {name} is already allocated in this pool")
         allocation = self.services.alloc_secure(n_bytes)
-        self.allocations.append(allocation)
+        self.by_name[name] = allocation
         return _FlexSpan(self.services, allocation)
+
+    def take_all(self) -> dict[str, SecureAllocation]:
+        """Hand every allocation over to the caller (e.g. the model cache), by layer name."""
+        taken, self.by_name = self.by_name, {}
+        return taken
 
     def release_all(self) -> None:
         """Scrub, unmap and return every frame (``free_secure``), newest first."""
-        while self.allocations:
-            self.services.free_secure(self.allocations.pop())
+        for name in reversed(list(self.by_name)):
+            self.services.free_secure(self.by_name.pop(name))
 
 
 class _TzascSink:
@@ -130,7 +141,7 @@ class TzascPool:
     def frames(self) -> int:
         return self.region.frame_count if self.region is not None else 0
 
-    def allocate(self, n_bytes: int) -> _TzascSpan:
+    def allocate(self, n_bytes: int, name: str = "") -> _TzascSpan:
         pages = _pages(n_bytes)
         self._make_room(pages)
         assert self.region is not None

@@ -61,7 +61,7 @@ class LayerLoader:
 
     def _alloc(self, unit: SealedUnit, trace: LayerTrace) -> LayerSpan:
         before = self.meter.snapshot()
-        span = self.pool.allocate(unit.n_bytes)
+        span = self.pool.allocate(unit.n_bytes, unit.name)
         trace.stages.append(Stage(StageKind.ALLOC, unit.name, unit.n_bytes,
                                   pages=span.pages, requests=1,
                                   work=self.meter.since(before)))

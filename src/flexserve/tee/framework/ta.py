@@ -26,6 +26,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from flexserve.engine.config import ModelConfig
 from flexserve.engine.generate import Generator
 from flexserve.engine.gguf_file import GGUFFile
@@ -33,6 +35,7 @@ from flexserve.engine.layers import LayerGroup
 from flexserve.engine.model import Transformer
 from flexserve.errors import ConfigError, SecurityError
 from flexserve.soc.constants import FRAME_SIZE_BYTES
+from flexserve.tee.framework.cache_policy import CachePolicyConfig
 from flexserve.tee.framework.files import FileRpc, ServiceBlobReader
 from flexserve.tee.framework.memory import (
     FlexMemPool,
@@ -41,6 +44,7 @@ from flexserve.tee.framework.memory import (
     TzascPool,
 )
 from flexserve.tee.framework.meter import WorkMeter
+from flexserve.tee.framework.model_cache import ModelCache, ResidentModel
 from flexserve.tee.framework.pipeline import LayerLoader
 from flexserve.tee.framework.prefill import PrefilledModel, StreamedPrefill
 from flexserve.tee.framework.request import GenerateAnswer, GenerateRequest
@@ -70,6 +74,13 @@ class FrameworkOptions:
     memory: SecureMemoryKind = SecureMemoryKind.FLEXMEM
     alloc_upfront: bool = False
     pipeline: bool = True
+    cache_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cache_bytes < 0:
+            raise ConfigError("cache_bytes must be >= 0")
+        if self.cache_bytes and self.memory is not SecureMemoryKind.FLEXMEM:
+            raise ConfigError("only Flex-Mem can hold a cache across requests")
 
 
 @dataclass
@@ -102,6 +113,7 @@ class FrameworkTA(TrustedApplication):
         self.meter = WorkMeter({"secure": lambda: services.port.work})
         self.options = FrameworkOptions()
         self.last_trace: RequestTrace | None = None
+        self.cache: ModelCache | None = None
 
     def attach(self, device: SecureDevice, files: FileRpc, meter: WorkMeter | None = None,
                options: FrameworkOptions | None = None) -> None:
@@ -109,6 +121,16 @@ class FrameworkTA(TrustedApplication):
         self.device, self.files = device, files
         self.meter = meter or self.meter
         self.options = options or self.options
+        self.cache = None
+        if self.options.cache_bytes:
+            self.cache = ModelCache(self.services, CachePolicyConfig(self.options.cache_bytes))
+
+    def rsmem_reclaim(self, size_bytes: int) -> np.ndarray:
+        """The normal world under pressure asks for ``size_bytes``; returns the IPA pages
+        given up (scrubbed and unmapped; possibly fewer than asked, possibly none)."""
+        if self.cache is None:
+            return np.zeros(0, dtype=np.int64)
+        return self.cache.reclaim(size_bytes)
 
     # ----- sessions -----
     def open_session(self, params: list[TaParam]) -> FrameworkSession:
@@ -154,24 +176,39 @@ class FrameworkTA(TrustedApplication):
     def _generate(self, model: OpenModel, request: GenerateRequest) -> GenerateAnswer:
         sampling = request.sampling_params()
         prompt_ids = _prompt_ids(model, request)
-        trace = RequestTrace(model.name, model.config, init_stages=list(model.init_stages),
+        capacity_tokens = len(prompt_ids) + sampling.max_tokens
+        if capacity_tokens > model.config.context_length:
+            raise ConfigError("the prompt plus max_tokens exceed the model's context")
+        init, model.init_stages = model.init_stages, []  # paid once per opened model
+        trace = RequestTrace(model.name, model.config, init_stages=init,
                              prompt_tokens=len(prompt_ids))
         self.last_trace = trace
-        layers = self._pool(model)
+        memory = self._request_memory(model)
         npu = _NpuHold(self.services, self.options.use_npu)
         try:
-            prefill = self._stream_layers(model, prompt_ids, len(prompt_ids)
-                                          + sampling.max_tokens, layers, npu, trace)
+            prefill = self._stream_layers(model, prompt_ids, capacity_tokens, memory, npu,
+                                          trace)
             result = Generator(PrefilledModel(prefill), model.tokenizer).generate(
                 prompt_ids, sampling)
             trace.generated_tokens = result.n_generated_tokens
         except SecurityError:
+            memory.failed()
             raise SecurityError() from None
+        except BaseException:
+            memory.failed()
+            raise
         finally:
             npu.release(trace)
-            layers.release_all()
+        memory.done(len(prompt_ids), trace)
         return GenerateAnswer(result.text, result.finish_reason, result.n_prompt_tokens,
                               result.n_generated_tokens)
+
+    def _request_memory(self, model: OpenModel) -> _RequestMemory:
+        if self.cache is None:
+            return _ColdMemory(self._pool(model), Transformer(model.config))
+        units = [(u.name, u.n_bytes) for u in model.sealed.weight_units]
+        resident = self.cache.checkout(model.name, lambda: Transformer(model.config), units)
+        return _CachedMemory(self.cache, resident, FlexMemPool(self.services))
 
     def _pool(self, model: OpenModel) -> SecurePool:
         if self.options.memory is SecureMemoryKind.FLEXMEM:
@@ -181,17 +218,16 @@ class FrameworkTA(TrustedApplication):
                          upfront_bytes=upfront if self.options.alloc_upfront else None)
 
     def _stream_layers(self, model: OpenModel, prompt_ids: list[int], capacity_tokens: int,
-                       pool: SecurePool, npu: _NpuHold, trace: RequestTrace) -> StreamedPrefill:
-        if capacity_tokens > model.config.context_length:
-            raise ConfigError("the prompt plus max_tokens exceed the model's context")
-        transformer = Transformer(model.config)
-        prefill = StreamedPrefill(transformer, prompt_ids, capacity_tokens)
-        loader = LayerLoader(pool, model.sealed, model.reader, self.meter)
+                       memory: _RequestMemory, npu: _NpuHold,
+                       trace: RequestTrace) -> StreamedPrefill:
+        prefill = StreamedPrefill(memory.transformer, prompt_ids, capacity_tokens)
+        loader = LayerLoader(memory.pool, model.sealed, model.reader, self.meter)
         pending: list[tuple[str, LayerTrace]] = []
         for unit, group in zip(model.sealed.weight_units, model.groups, strict=True):
             layer = loader.new_trace(unit)
             trace.layers.append(layer)
-            loader.load(unit, group, transformer, layer)
+            if not memory.is_resident(group.name):
+                loader.load(unit, group, memory.transformer, layer)
             pending.append((group.name, layer))
             if self.options.pipeline:
                 self._compute(prefill, pending.pop(), npu, trace)
@@ -213,6 +249,43 @@ class FrameworkTA(TrustedApplication):
         if session.model is not None:
             session.model.sealed.close()
             session.model = None
+
+
+class _ColdMemory:
+    """No cache: the request's layers live in its own pool and go when it ends."""
+
+    def __init__(self, pool: SecurePool, transformer: Transformer) -> None:
+        self.pool, self.transformer = pool, transformer
+
+    def is_resident(self, layer: str) -> bool:
+        return False
+
+    def done(self, prompt_tokens: int, trace: RequestTrace) -> None:
+        self.pool.release_all()
+
+    def failed(self) -> None:
+        self.pool.release_all()
+
+
+class _CachedMemory:
+    """Resident layers are reused; what the request loads is offered to the cache."""
+
+    def __init__(self, cache: ModelCache, resident: ResidentModel, pool: FlexMemPool) -> None:
+        self.cache, self.resident, self.pool = cache, resident, pool
+        self.transformer = resident.transformer
+
+    def is_resident(self, layer: str) -> bool:
+        return self.cache.is_resident(self.resident, layer)
+
+    def done(self, prompt_tokens: int, trace: RequestTrace) -> None:
+        restored = sum(layer.ciphertext_bytes for layer in trace.layers if not layer.resident)
+        self.cache.checkin(self.resident, self.pool.take_all(), prompt_tokens, restored)
+
+    def failed(self) -> None:
+        self.cache.drop_request(self.resident, self.pool.take_all())
+
+
+_RequestMemory = _ColdMemory | _CachedMemory
 
 
 class _NpuHold:

@@ -59,6 +59,11 @@ class LayerTrace:
     chunks: int
     stages: list[Stage] = field(default_factory=list)
 
+    @property
+    def resident(self) -> bool:
+        """True when the layer was already in secure memory (no allocation, no restore)."""
+        return self.stage(StageKind.ALLOC) is None
+
     def stage(self, kind: StageKind) -> Stage | None:
         return next((s for s in self.stages if s.kind is kind), None)
 
