@@ -92,8 +92,10 @@ class FlexMemManager:
             if not self.lent_pages(owner):
                 continue
             returned = self._reclaimers[owner]((pages - freed) * PAGE_SIZE_BYTES)
+            # not counted as pages_reclaimed: that is an LRU reclaim's cost, while this one is
+            # the secure side's scrub, the monitor's release and the buddy's free, each
+            # recorded by its own mechanism
             got = self.rsmem_free(owner, returned)
-            self.kernel.buddy.work.pages_reclaimed += got
             if got:
                 self.kernel.events.record(EventKind.SECURE_RECLAIM, got, f"owner {owner}")
             freed += got
