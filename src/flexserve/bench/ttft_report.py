@@ -74,3 +74,22 @@ def tzllm_table(strawman: TtftPoint) -> str:
     rows.append(["TTFT", f"{t.ttft_s:.3f}", f"{total:.3f}", f"{t.ttft_s / total:.2f}"])
     return (format_table(header, rows)
             + f"\nTZ-LLM: {published.TZLLM_FIG1} (Llama-3-8B; ours: {strawman.model})")
+
+
+def cache_table(results) -> str:
+    """Figure 8: mean TTFT (after each model's first request) per pair, prompt set, system."""
+    from flexserve.bench.prompt_lengths import LABELS
+
+    header = ["pair", "prompt set", "Strawman s", "Strawman-OPT s", "FlexServe s",
+              "vs Strawman", "vs Strawman-OPT"]
+    rows = []
+    for r in results:
+        rows.append(["+".join(r.workload.pair), LABELS[r.workload.prompt_set],
+                     *[f"{r.mean_ttft_s(s):.3f}" for s in ("strawman", "strawman-opt",
+                                                            "flexserve")],
+                     f"{r.speedup('strawman'):.2f}x", f"{r.speedup('strawman-opt'):.2f}x"])
+    from statistics import mean
+
+    rows.append(["mean", "", "", "", "", f"{mean(r.speedup('strawman') for r in results):.2f}x",
+                 f"{mean(r.speedup('strawman-opt') for r in results):.2f}x"])
+    return format_table(header, rows)

@@ -4,7 +4,8 @@
 - ``ttft``: modeled cold-start TTFT of the four systems on the paper's models, with the
   average speedups beside the paper's;
 - ``breakdown``: a Figure 2-style TTFT breakdown of one model and prompt length, and our
-  Strawman beside TZ-LLM's measured strawman components.
+  Strawman beside TZ-LLM's measured strawman components;
+- ``cache``: mean TTFT with a Flex-Mem cache on the model pairs and prompt sets (Figure 8).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import argparse
 
 from flexserve.commands import Command, bench_engine, bench_ttft
 
-SUITES: tuple[Command, ...] = (bench_engine.SUITE, bench_ttft.SWEEP, bench_ttft.BREAKDOWN)
+SUITES: tuple[Command, ...] = (bench_engine.SUITE, bench_ttft.SWEEP, bench_ttft.BREAKDOWN,
+                               bench_ttft.CACHE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,5 +30,5 @@ def run(args: argparse.Namespace) -> int:
     return int(args.suite_run(args) or 0)
 
 
-COMMAND = Command("bench", "Run a benchmark suite (engine, ttft, breakdown).", add_arguments,
+COMMAND = Command("bench", "Run a benchmark suite (engine, ttft, breakdown, cache).", add_arguments,
                   run)

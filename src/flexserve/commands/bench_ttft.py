@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flexserve.commands import Command
 from flexserve.errors import ConfigError
+from flexserve.soc.constants import GIB
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -103,9 +104,53 @@ def run_breakdown(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    from flexserve.bench import cache_ttft
+
+    parser.add_argument("--sets", default=",".join(cache_ttft.PROMPT_SETS),
+                        help="comma-separated prompt sets (sharegpt stands in for UltraChat)")
+    parser.add_argument("--requests", type=int, default=cache_ttft.DEFAULT_REQUESTS,
+                        help="requests per pair and prompt set")
+    parser.add_argument("--cache-gib", type=float, default=cache_ttft.DEFAULT_CACHE_BYTES / GIB,
+                        help="Flex-Mem cache budget in GiB (default: 4, as in the paper)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the request sequence")
+    _add_profile(parser)
+    parser.add_argument("--csv", type=Path, default=None, metavar="FILE",
+                        help="also write every request's TTFT as CSV")
+
+
+def run_cache(args: argparse.Namespace) -> int:
+    from flexserve.bench import cache_ttft, ttft_report
+    from flexserve.bench.prompt_lengths import prompt_set
+    from flexserve.timing.profile import load_profile
+    from flexserve.ui.progress import ProgressBar
+
+    if args.requests < 2 or args.cache_gib < 0:
+        raise ConfigError("--requests must be >= 2 and --cache-gib >= 0")
+    profile = load_profile(args.profile)
+    lengths = {name: prompt_set(name, limit=max(args.requests, 1)).lengths
+               for name in _names(args.sets)}
+    with ProgressBar("timing", len(cache_ttft.MODEL_PAIRS) * len(lengths)) as bar:
+        results = cache_ttft.cache_sweep(profile, lengths, cache_bytes=int(args.cache_gib * GIB),
+                                         n_requests=args.requests, seed=args.seed,
+                                         on_progress=bar.update)
+    print(f"mean TTFT with a {args.cache_gib:g} GiB Flex-Mem cache, {args.requests} requests "
+          f"per workload (modeled on {profile.name}; strawmen have no cache)")
+    print(ttft_report.cache_table(results))
+    if args.csv is not None:
+        try:
+            cache_ttft.write_csv(results, args.csv)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.csv}: {exc}") from None
+        print(f"csv: {args.csv}", file=sys.stderr)
+    return 0
+
+
 SWEEP = Command("ttft", "Modeled cold-start TTFT of the four systems on the paper's models and "
                         "the average speedups beside the paper's.", add_sweep_arguments,
                 run_sweep)
+CACHE = Command("cache", "Mean TTFT with a Flex-Mem cache on the paper's model pairs and the "
+                         "four prompt sets (Figure 8).", add_cache_arguments, run_cache)
 BREAKDOWN = Command("breakdown", "TTFT breakdown (alloc, I/O, decrypt, init, compute) of one "
                                  "model on the four systems, beside TZ-LLM's components.",
                     add_breakdown_arguments, run_breakdown)

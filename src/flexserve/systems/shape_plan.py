@@ -91,3 +91,11 @@ def shape_trace(shape: ModelConfig, prompt_tokens: int, generated_tokens: int,
                         npu_mode_switches=2, npu_jobs=sum(s.requests for layer in layers
                                                           for s in layer.stages
                                                           if s.kind is StageKind.COMPUTE))
+
+
+def with_resident_prefix(trace: RequestTrace, count: int) -> RequestTrace:
+    """``trace`` with its first ``count`` layers already in secure memory: only their compute
+    stage remains, as the framework records for a cache hit."""
+    for layer in trace.layers[:count]:
+        layer.stages = [s for s in layer.stages if s.kind is StageKind.COMPUTE]
+    return trace

@@ -12,8 +12,10 @@ functional cache (:mod:`.model_cache`) and the timing-only evaluation use the sa
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import median
 
 from flexserve.errors import ConfigError
 
@@ -105,3 +107,36 @@ def plan(demands: Sequence[ModelDemand], config: CachePolicyConfig) -> dict[str,
 def planned_bytes(demands: Sequence[ModelDemand], kept: Mapping[str, int]) -> int:
     by_name = {d.name: d for d in demands}
     return sum(sum(by_name[n].layer_bytes[:k]) for n, k in kept.items())
+
+
+class UsageHistory:
+    """The last ``window`` invocations: rates and typical prompt lengths per model."""
+
+    def __init__(self, window: int = 20) -> None:
+        if window < 1:
+            raise ConfigError("the usage window must be >= 1 invocation")
+        self._calls: deque[tuple[str, int]] = deque(maxlen=window)
+
+    def record(self, model: str, prompt_tokens: int) -> None:
+        self._calls.append((model, prompt_tokens))
+
+    def rate(self, model: str) -> float:
+        if not self._calls:
+            return 0.0
+        return sum(1 for m, _ in self._calls if m == model) / len(self._calls)
+
+    def typical_prompt_tokens(self, model: str) -> float:
+        lengths = [n for m, n in self._calls if m == model]
+        return float(median(lengths)) if lengths else 0.0
+
+
+def next_residency(resident: Mapping[str, int], requested: str,
+                   kept: Mapping[str, int]) -> dict[str, int]:
+    """Leading layers resident after a request: the requested model's planned prefix (it was
+    just loaded), every other model's current prefix cut to its plan (a plan never grows a
+    model that is not loading)."""
+    out = {requested: kept.get(requested, 0)}
+    for name, count in resident.items():
+        if name != requested:
+            out[name] = min(count, kept.get(name, 0))
+    return {name: count for name, count in out.items() if count}

@@ -22,10 +22,8 @@ requests without reclaim (hysteresis: frames do not thrash between the worlds).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from statistics import median
 
 import numpy as np
 
@@ -34,6 +32,7 @@ from flexserve.soc.constants import FRAME_SIZE_BYTES
 from flexserve.tee.framework.cache_policy import (
     CachePolicyConfig,
     ModelDemand,
+    UsageHistory,
     budgets,
     plan,
     weight,
@@ -69,25 +68,6 @@ class ResidentModel:
     @property
     def frames(self) -> int:
         return sum(int(a.frames.size) for a in self.layers.values())
-
-
-class UsageHistory:
-    """The last ``window`` invocations: rates and typical prompt lengths per model."""
-
-    def __init__(self, window: int = 20) -> None:
-        self._calls: deque[tuple[str, int]] = deque(maxlen=window)
-
-    def record(self, model: str, prompt_tokens: int) -> None:
-        self._calls.append((model, prompt_tokens))
-
-    def rate(self, model: str) -> float:
-        if not self._calls:
-            return 0.0
-        return sum(1 for m, _ in self._calls if m == model) / len(self._calls)
-
-    def typical_prompt_tokens(self, model: str) -> float:
-        lengths = [n for m, n in self._calls if m == model]
-        return float(median(lengths)) if lengths else 0.0
 
 
 class ModelCache:
