@@ -53,6 +53,11 @@ class DeviceSession:
                                           options=framework_options(system, cache_bytes),
                                           cma_bytes=cma)
         self._clients: dict[str, FrameworkClient] = {}
+        self._blobs: dict[str, str] = {}
+
+    def open_blobs(self) -> dict[str, str]:
+        """Model name -> the sealed blob it was opened from (the cache's model key)."""
+        return dict(self._blobs)
 
     def generate(self, model: str, prompt: Prompt, params: SamplingParams) -> SessionReply:
         client = self._client(model)
@@ -79,6 +84,7 @@ class DeviceSession:
             client = FrameworkClient(self.device)
             client.open_model(stored.path.name)
             self._clients[model] = client
+            self._blobs[model] = stored.path.name
         return self._clients[model]
 
     def __enter__(self) -> DeviceSession:

@@ -26,7 +26,8 @@ from flexserve.tee.framework.cache_policy import (
     next_residency,
     plan,
 )
-from flexserve.tee.framework.trace import RequestTrace
+from flexserve.tee.framework.trace import RequestTrace, StageKind
+from flexserve.timing import costs
 from flexserve.timing.profile import DeviceProfile
 
 
@@ -80,6 +81,36 @@ class ShapeSession:
         timing = time_request(trace, self.system, self.profile)
         self._after(model, shape, prompt_tokens)
         return ShapeReply(model, trace, timing, output_tokens, resident)
+
+    def declare(self, calls: list[tuple[str, int]]) -> None:
+        """A declared workflow's calls (model, prompt tokens) become the usage history, so the
+        cache is partitioned across the workflow's models before it runs."""
+        for model, prompt_tokens in calls:
+            self._layer_bytes.setdefault(model, page_rounded_layer_bytes(_shape(model)))
+            self.history.record(model, prompt_tokens)
+
+    def prefetch(self, model: str, window_s: float) -> int:
+        """Restore ``model``'s next leading layers while the device decodes for ``window_s``
+        (flash is idle then; the restore rate is the flash read of each layer's ciphertext,
+        the slowest stage of a restore on this profile). Layers are admitted only within the
+        plan's budget for ``model``. Returns how many layers were prefetched."""
+        if not self.system.cache or window_s <= 0:
+            return 0
+        shape = _shape(model)
+        self._layer_bytes.setdefault(model, page_rounded_layer_bytes(shape))
+        planned = plan(self._demands(), self.policy).get(model, 0)
+        have = self.resident.get(model, 0)
+        count, spent_s = have, 0.0
+        for layer in shape_trace(shape, 1, 1).layers[have:planned]:
+            io = layer.stage(StageKind.IO)
+            assert io is not None
+            spent_s += costs.flash_read_s(io.n_bytes, io.requests, self.profile)
+            if spent_s > window_s:
+                break
+            count += 1
+        if count > have:
+            self.resident[model] = count
+        return count - have
 
     def set_budget(self, cache_bytes: int) -> None:
         """A new budget (memory pressure): residency is cut to the new plan at once."""
