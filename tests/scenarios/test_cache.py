@@ -140,3 +140,27 @@ def test_a_request_in_flight_keeps_its_layers_under_reclaim(store, cold) -> None
         frames = np.concatenate([a.frames for a in smol.layers.values()])
         owned = session.device.platform.secure.port.owned_frames(session.device.owner)
         assert np.isin(frames, owned).all()
+
+
+def test_a_conversation_reuses_its_kv_cache_even_after_it_was_written_back(store) -> None:
+    from flexserve.systems.config import STRAWMAN_OPT
+
+    turn1 = "The history of the Roman Empire begins"
+    with _session(store) as session, DeviceSession(
+            STRAWMAN_OPT, load_profile("rk3588"), store=store, dram_bytes=1024 * MIB) as cold:
+        first = session.generate("smollm2-135m", Prompt(turn1, raw=True), GREEDY)
+        turn2 = turn1 + first.answer.text + " Later, the empire"
+        second = session.generate("smollm2-135m", Prompt(turn2, raw=True), GREEDY)
+        assert second.trace.reused_prompt_tokens >= first.trace.prompt_tokens
+        assert second.trace.kv_restored_bytes == 0
+        assert second.answer == cold.generate("smollm2-135m", Prompt(turn2, raw=True),
+                                              GREEDY).answer
+        cache = session.device.ta.cache
+        cache.reclaim(cache.resident_bytes)  # everything: the KV cache is written back
+        assert cache.counters.bytes_written_back > 0 and not cache.kv.resident_frames
+        turn3 = turn2 + second.answer.text + " Then"
+        third = session.generate("smollm2-135m", Prompt(turn3, raw=True), GREEDY)
+        assert third.trace.kv_restored_bytes > 0
+        assert third.trace.reused_prompt_tokens >= second.trace.prompt_tokens
+        assert third.answer == cold.generate("smollm2-135m", Prompt(turn3, raw=True),
+                                             GREEDY).answer

@@ -79,3 +79,30 @@ class KVCache:
 
     def reset(self) -> None:
         self.length = 0
+
+    # ----- serialization (for keeping a conversation's cache between requests) -----
+    def export_bytes(self, n_tokens: int | None = None) -> bytes:
+        """The first ``n_tokens`` committed positions (default: all) of every layer's keys
+        then values, as contiguous raw bytes of the cache's dtype."""
+        n = self.length if n_tokens is None else n_tokens
+        if not 0 < n <= self.length:
+            raise ConfigError(f"cannot export {n} of {self.length} committed positions")
+        parts = [t[:, :n].contiguous().reshape(-1) for pair in zip(self.keys, self.values,
+                                                                   strict=True) for t in pair]
+        return torch.cat(parts).numpy().tobytes()
+
+    def exported_size(self, n_tokens: int) -> int:
+        per_token = self.keys[0].shape[0] * self.keys[0].shape[2] * self.keys[0].element_size()
+        return 2 * self.n_layers * n_tokens * per_token
+
+    def import_bytes(self, data: bytes | memoryview, n_tokens: int) -> None:
+        """Load what :meth:`export_bytes` wrote for ``n_tokens`` positions and commit them."""
+        if not 0 < n_tokens <= self.capacity_tokens or len(data) != self.exported_size(n_tokens):
+            raise ConfigError("KV bytes do not match this cache's shape and token count")
+        flat = torch.frombuffer(bytearray(data), dtype=self.keys[0].dtype)
+        per_slab = self.keys[0].shape[0] * n_tokens * self.keys[0].shape[2]
+        slabs = [t for pair in zip(self.keys, self.values, strict=True) for t in pair]
+        for i, slab in enumerate(slabs):
+            piece = flat[i * per_slab:(i + 1) * per_slab]
+            slab[:, :n_tokens] = piece.reshape(slab.shape[0], n_tokens, slab.shape[2])
+        self.commit(n_tokens)

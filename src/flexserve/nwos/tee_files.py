@@ -66,3 +66,25 @@ class TeeFileService:
 
     def release(self, buffer: SharedBuffer) -> None:
         self.kernel.free(buffer.ipa_pages)
+
+    # ----- writes (encrypted KV caches written back by the secure side) -----
+    def buffer(self, size_bytes: int) -> SharedBuffer:
+        """Fresh kernel pages the secure side fills (with ciphertext) before :meth:`write`."""
+        if size_bytes <= 0:
+            raise ConfigError("a write buffer needs size > 0")
+        pfns = np.sort(self.kernel.alloc(KERNEL_OWNER, PageKind.KERNEL,
+                                         pages_for_bytes(size_bytes)))
+        return SharedBuffer(pfns, size_bytes)
+
+    def write(self, name: str, buffer: SharedBuffer) -> None:
+        """DMA the buffer into a new file ``name`` (replacing it), then free the pages."""
+        try:
+            self.normal.storage.write_file(name, b"")
+            for buf_offset, ipa, size in buffer.runs():
+                self.work += self.normal.flash.write_from_memory(name, buf_offset, ipa, size)
+        finally:
+            self.kernel.free(buffer.ipa_pages)
+
+    def delete(self, name: str) -> None:
+        if self.normal.storage.exists(name):
+            self.normal.storage.delete(name)

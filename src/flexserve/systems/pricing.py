@@ -63,13 +63,20 @@ def layer_shapes(shape: ModelConfig) -> dict[str, LayerSize]:
 
 
 def prefill_s(shape: ModelConfig, layer: LayerSize, tokens: int, system: SystemConfig,
-              profile: DeviceProfile) -> float:
-    """One layer of prefill; CPU time is for one core (the DAG shards it over the cores)."""
+              profile: DeviceProfile, context_tokens: int = 0) -> float:
+    """One layer of prefill of ``tokens`` new tokens after ``context_tokens`` whose KV is
+    already cached; CPU time is for one core (the DAG shards it over the cores)."""
     if system.compute is compute.ComputeUnit.CPU:
-        ops = compute.prefill_ops(shape, layer, tokens)
+        ops = compute.prefill_ops(shape, layer, tokens, context_tokens)
         return compute.cpu_ops_s(ops, profile, cores=1)
-    return compute.prefill_layer_s(shape, layer, tokens, 0, compute.ComputeUnit.NPU, profile,
+    return compute.prefill_layer_s(shape, layer, tokens, context_tokens,
+                                   compute.ComputeUnit.NPU, profile,
                                    npu_jobs=system.npu_jobs_per_layer)
+
+
+def kv_restore_s(n_bytes: int, profile: DeviceProfile) -> tuple[float, float]:
+    """A written-back KV cache: (flash read, AES-GCM decryption on one core)."""
+    return costs.flash_read_s(n_bytes, 1, profile), costs.decrypt_s(n_bytes, profile, 1)
 
 
 def npu_handover_s(system: SystemConfig, profile: DeviceProfile) -> float:

@@ -67,6 +67,16 @@ class _Graph:
                                         from_checkpoint=self.system.framework_from_checkpoint)
         return (self.add(INIT, CPU, start, "init"),)
 
+    def kv_restore(self) -> tuple[str, ...]:
+        """Reading back and decrypting a written-back KV cache, before the first compute."""
+        n_bytes = self.trace.kv_restored_bytes
+        if not n_bytes:
+            return ()
+        flash_s, decrypt_s = pricing.kv_restore_s(n_bytes, self.profile)
+        read = self.add("load:kv", FLASH, flash_s, "io", dram_bytes=n_bytes)
+        return (self.add("decrypt:kv", CPU, decrypt_s, "decrypt", (read,),
+                         dram_bytes=costs.crypto_traffic_bytes(n_bytes)),)
+
     def restored_layers(self) -> list[tuple[int, LayerTrace]]:
         """Layers this request had to bring into secure memory (not already resident)."""
         return [(i, layer) for i, layer in enumerate(self.trace.layers) if not layer.resident]
@@ -108,8 +118,9 @@ class _Graph:
 
     def compute(self, layer: LayerTrace, deps: tuple[str, ...]) -> str:
         size = self.sizes[layer.name]
-        duration = pricing.prefill_s(self.shape, size, self.trace.prompt_tokens, self.system,
-                                     self.profile)
+        reused = self.trace.reused_prompt_tokens
+        duration = pricing.prefill_s(self.shape, size, self.trace.prompt_tokens - reused,
+                                     self.system, self.profile, context_tokens=reused)
         on_cpu = self.system.compute is ComputeUnit.CPU
         return self.add(f"compute:{layer.name}", CPU if on_cpu else NPU, duration, "compute",
                         deps, shards=self.profile.cpu.big_cores if on_cpu else 1)
@@ -123,7 +134,7 @@ def _stage(layer: LayerTrace, kind: StageKind):
 
 
 def _pipelined(g: _Graph) -> None:
-    ready = g.handover(g.init())
+    ready = g.handover(g.init()) + g.kv_restore()
     previous: tuple[str, ...] = ()
     whole = g.alloc_all(()) if g.system.alloc_upfront else ()
     allocated: tuple[str, ...] = ()  # one allocating thread: CMA and rsmem_alloc calls queue
@@ -150,7 +161,7 @@ def _staged(g: _Graph) -> None:
     restored = loads
     if g.system.secure:
         restored = tuple(g.decrypt(layer, loads, i) for i, layer in todo)
-    previous = g.handover(restored or allocs)
+    previous = g.handover(restored or allocs) + g.kv_restore()
     for layer in g.trace.layers:
         previous = (g.compute(layer, previous),)
 

@@ -9,11 +9,13 @@ the next request of its model.
 ``rsmem_reclaim`` (the normal world under memory pressure) calls :meth:`ModelCache.reclaim`,
 which gives up whole layers in this order (docs/cache.md says why):
 
-1. layers of models the current plan does not keep;
-2. then, model by model from the lowest budget weight, the **last** layers first (the first
+1. layers of models the current plan does not keep (last layers first);
+2. historical KV caches of idle models, encrypted and written back to flash (kept for the
+   conversation's next turn, which restores and verifies them);
+3. then, model by model from the lowest budget weight, the **last** layers first (the first
    layers are what lets the next request compute while the rest streams in);
-3. never a layer of a request in flight (the request keeps making progress; the normal
-   world gets less than it asked for, as a shrinker may).
+4. never a layer or KV cache of a request in flight (the request keeps making progress; the
+   normal world gets less than it asked for, as a shrinker may).
 
 Weight frames are only scrubbed: their ciphertext is on flash. After a reclaim the budget is
 capped at what is left and grows back one step per request only after ``regrow_after``
@@ -37,6 +39,7 @@ from flexserve.tee.framework.cache_policy import (
     plan,
     weight,
 )
+from flexserve.tee.framework.kv_store import KvStore
 from flexserve.tee.trusted_os import SecureAllocation, TaServices
 
 
@@ -74,8 +77,9 @@ class ModelCache:
     """Resident layers of several models within a byte budget; reclaimable."""
 
     def __init__(self, services: TaServices, config: CachePolicyConfig, *,
-                 window: int = 20, regrow_after: int = 4, regrow_step: float = 0.25) -> None:
-        self.services, self.config = services, config
+                 window: int = 20, regrow_after: int = 4, regrow_step: float = 0.25,
+                 kv: KvStore | None = None) -> None:
+        self.services, self.config, self.kv = services, config, kv
         self.history = UsageHistory(window)
         self.models: dict[str, ResidentModel] = {}
         self.in_flight: set[str] = set()
@@ -92,6 +96,10 @@ class ModelCache:
 
     @property
     def resident_frames(self) -> int:
+        return self.weight_frames + (self.kv.resident_frames if self.kv is not None else 0)
+
+    @property
+    def weight_frames(self) -> int:
         return sum(m.frames for m in self.models.values())
 
     def checkout(self, name: str, new_transformer: Callable[[], Transformer],
@@ -117,8 +125,10 @@ class ModelCache:
 
     # ----- after a request -----
     def checkin(self, model: ResidentModel, loaded: dict[str, SecureAllocation],
-                prompt_tokens: int, restored_bytes: int) -> None:
-        """Keep what the new plan wants of ``loaded``; release the rest of everything."""
+                prompt_tokens: int, restored_bytes: int,
+                kv: tuple[Sequence[int], bytes] | None = None) -> None:
+        """Keep what the new plan wants of ``loaded``; release the rest of everything; keep
+        the request's KV cache (``kv``: its token ids and bytes) if it fits what is left."""
         self.in_flight.discard(model.name)
         self.history.record(model.name, prompt_tokens)
         self.counters.bytes_restored_from_flash += restored_bytes
@@ -127,7 +137,16 @@ class ModelCache:
         kept = self._plan()
         for other in list(self.models.values()):
             self._trim(other, kept.get(other.name, 0))
+        if self.kv is not None and kv is not None:
+            self._keep_kv(model.name, *kv)
         self._note()
+
+    def _keep_kv(self, name: str, token_ids: Sequence[int], data: bytes) -> None:
+        assert self.kv is not None
+        self.kv.drop(name)
+        room = self.cap_bytes - self.resident_bytes
+        if -(-len(data) // FRAME_SIZE_BYTES) * FRAME_SIZE_BYTES <= room:
+            self.kv.save(name, token_ids, data)
 
     def drop_request(self, model: ResidentModel, loaded: dict[str, SecureAllocation]) -> None:
         """A failed request: release what it loaded; the resident layers stay."""
@@ -144,13 +163,11 @@ class ModelCache:
         self.counters.reclaim_requests += 1
         pages: list[np.ndarray] = []
         freed = 0
-        for model, layer in self._victims():
+        for give_up in self._victims():
             if freed >= size_bytes:
                 break
-            allocation = model.layers.pop(layer)
-            model.transformer.drop_group(layer)
-            pages.append(self.services.surrender_secure(allocation))
-            freed += int(allocation.frames.size) * FRAME_SIZE_BYTES
+            pages.append(give_up())
+            freed += int(pages[-1].size) * FRAME_SIZE_BYTES
         for model in list(self.models.values()):
             self._forget_if_empty(model)
         self.counters.bytes_reclaimed += freed
@@ -162,6 +179,9 @@ class ModelCache:
     def release_all(self) -> None:
         for model in list(self.models.values()):
             self._trim(model, 0)
+        if self.kv is not None:
+            for name in list(self.kv.entries):
+                self.kv.drop(name)
 
     # ----- internals -----
     def _demands(self) -> list[ModelDemand]:
@@ -170,7 +190,9 @@ class ModelCache:
                 for m in self.models.values()]
 
     def _effective(self) -> CachePolicyConfig:
-        return CachePolicyConfig(self.cap_bytes, self.config.rate_threshold,
+        """The policy for weights: the cap less what historical KV caches hold."""
+        kv_bytes = self.kv.resident_frames * FRAME_SIZE_BYTES if self.kv is not None else 0
+        return CachePolicyConfig(max(0, self.cap_bytes - kv_bytes), self.config.rate_threshold,
                                  self.config.fallback_top_n, self.config.prompt_scale_tokens)
 
     def _plan(self) -> dict[str, int]:
@@ -187,16 +209,38 @@ class ModelCache:
         if not model.layers and model.name not in self.in_flight:
             self.models.pop(model.name, None)
 
-    def _victims(self) -> Iterator[tuple[ResidentModel, str]]:
+    def _victims(self) -> Iterator[Callable[[], np.ndarray]]:
+        """Give-up actions in reclaim order (module docstring); each returns IPA pages."""
         demands = {d.name: d for d in self._demands()}
         planned = budgets(list(demands.values()), self._effective())
         idle = [m for m in self.models.values() if m.name not in self.in_flight]
         order = sorted(idle, key=lambda m: (m.name in planned,
                                             weight(demands[m.name], self.config), m.name))
-        for model in order:
+        unplanned = [m for m in order if m.name not in planned]
+        yield from self._layer_victims(unplanned)
+        if self.kv is not None:
+            for entry in list(self.kv.entries.values()):
+                if entry.resident and entry.model not in self.in_flight:
+                    yield lambda entry=entry: self._write_back(entry)
+        yield from self._layer_victims([m for m in order if m.name in planned])
+
+    def _layer_victims(self, models: list[ResidentModel]) -> Iterator[Callable[[], np.ndarray]]:
+        for model in models:
             for layer in reversed(model.layer_names):
                 if layer in model.layers:
-                    yield model, layer
+                    yield lambda model=model, layer=layer: self._give_up_layer(model, layer)
+
+    def _give_up_layer(self, model: ResidentModel, layer: str) -> np.ndarray:
+        allocation = model.layers.pop(layer)
+        model.transformer.drop_group(layer)
+        return self.services.surrender_secure(allocation)
+
+    def _write_back(self, entry) -> np.ndarray:
+        assert self.kv is not None
+        before = self.kv.bytes_written_back
+        pages = self.kv.write_back(entry)
+        self.counters.bytes_written_back += self.kv.bytes_written_back - before
+        return pages
 
     def _regrow(self) -> None:
         self._quiet_requests += 1

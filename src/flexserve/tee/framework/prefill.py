@@ -21,19 +21,31 @@ class StreamedPrefill:
     """Runs the prompt through the layers one installed group at a time."""
 
     def __init__(self, transformer: Transformer, prompt_ids: list[int],
-                 capacity_tokens: int) -> None:
+                 capacity_tokens: int, prefix_kv: tuple[bytes, int] | None = None,
+                 prefix_tokens: int = 0) -> None:
+        """``prefix_kv``: an exported KV cache and the number of tokens it holds (a
+        conversation's earlier turns); its first ``prefix_tokens`` positions, which match the
+        prompt's first tokens, are reused and only the rest of the prompt is computed."""
         self.transformer = transformer
         self.prompt_ids = list(prompt_ids)
-        self.cache = transformer.new_cache(capacity_tokens)
-        self.cache.check_room(len(self.prompt_ids))
-        self.positions = torch.arange(0, len(self.prompt_ids))
+        if not 0 <= prefix_tokens < len(self.prompt_ids):
+            raise ConfigError("a reused prefix must leave at least one prompt token to compute")
+        stored = prefix_kv[1] if prefix_kv is not None else 0
+        self.cache = transformer.new_cache(max(capacity_tokens, stored))
+        if prefix_tokens:
+            assert prefix_kv is not None and stored >= prefix_tokens
+            self.cache.import_bytes(prefix_kv[0], stored)
+            self.cache.truncate(prefix_tokens)
+        self.cache.check_room(len(self.prompt_ids) - prefix_tokens)
+        self.prefix_tokens = prefix_tokens
+        self.positions = torch.arange(prefix_tokens, len(self.prompt_ids))
         self.hidden: torch.Tensor | None = None
         self.logits: torch.Tensor | None = None
 
     def run_group(self, name: str) -> bool:
         """Compute what group ``name`` contributes; True if it did matrix work (an NPU job)."""
         if name == EMBED_GROUP:
-            self.hidden = self.transformer.embed(self.prompt_ids)
+            self.hidden = self.transformer.embed(self.prompt_ids[self.prefix_tokens:])
             return False
         if self.hidden is None:
             raise ConfigError("the embedding must run before the other layers")

@@ -37,6 +37,7 @@ from flexserve.errors import ConfigError, SecurityError
 from flexserve.soc.constants import FRAME_SIZE_BYTES
 from flexserve.tee.framework.cache_policy import CachePolicyConfig
 from flexserve.tee.framework.files import FileRpc, ServiceBlobReader
+from flexserve.tee.framework.kv_store import FileWriter, KvStore
 from flexserve.tee.framework.memory import (
     FlexMemPool,
     SecureMemoryKind,
@@ -115,7 +116,7 @@ class FrameworkTA(TrustedApplication):
         self.last_trace: RequestTrace | None = None
         self.cache: ModelCache | None = None
 
-    def attach(self, device: SecureDevice, files: FileRpc, meter: WorkMeter | None = None,
+    def attach(self, device: SecureDevice, files: FileWriter, meter: WorkMeter | None = None,
                options: FrameworkOptions | None = None) -> None:
         """Boot-time wiring: secure storage (HUK, RPMB), the file service RPC, counters."""
         self.device, self.files = device, files
@@ -123,7 +124,8 @@ class FrameworkTA(TrustedApplication):
         self.options = options or self.options
         self.cache = None
         if self.options.cache_bytes:
-            self.cache = ModelCache(self.services, CachePolicyConfig(self.options.cache_bytes))
+            self.cache = ModelCache(self.services, CachePolicyConfig(self.options.cache_bytes),
+                                    kv=KvStore(self.services, files))
 
     def rsmem_reclaim(self, size_bytes: int) -> np.ndarray:
         """The normal world under pressure asks for ``size_bytes``; returns the IPA pages
@@ -186,8 +188,9 @@ class FrameworkTA(TrustedApplication):
         memory = self._request_memory(model)
         npu = _NpuHold(self.services, self.options.use_npu)
         try:
+            prefix = memory.prefix(model.name, prompt_ids, trace)
             prefill = self._stream_layers(model, prompt_ids, capacity_tokens, memory, npu,
-                                          trace)
+                                          trace, prefix)
             result = Generator(PrefilledModel(prefill), model.tokenizer).generate(
                 prompt_ids, sampling)
             trace.generated_tokens = result.n_generated_tokens
@@ -199,7 +202,7 @@ class FrameworkTA(TrustedApplication):
             raise
         finally:
             npu.release(trace)
-        memory.done(len(prompt_ids), trace)
+        memory.done(len(prompt_ids), trace, _kv_of(prefill, prompt_ids, result.token_ids))
         return GenerateAnswer(result.text, result.finish_reason, result.n_prompt_tokens,
                               result.n_generated_tokens)
 
@@ -218,9 +221,10 @@ class FrameworkTA(TrustedApplication):
                          upfront_bytes=upfront if self.options.alloc_upfront else None)
 
     def _stream_layers(self, model: OpenModel, prompt_ids: list[int], capacity_tokens: int,
-                       memory: _RequestMemory, npu: _NpuHold,
-                       trace: RequestTrace) -> StreamedPrefill:
-        prefill = StreamedPrefill(memory.transformer, prompt_ids, capacity_tokens)
+                       memory: _RequestMemory, npu: _NpuHold, trace: RequestTrace,
+                       prefix: tuple[tuple[bytes, int], int] | None) -> StreamedPrefill:
+        kv, reused = prefix if prefix is not None else (None, 0)
+        prefill = StreamedPrefill(memory.transformer, prompt_ids, capacity_tokens, kv, reused)
         loader = LayerLoader(memory.pool, model.sealed, model.reader, self.meter)
         pending: list[tuple[str, LayerTrace]] = []
         for unit, group in zip(model.sealed.weight_units, model.groups, strict=True):
@@ -260,7 +264,11 @@ class _ColdMemory:
     def is_resident(self, layer: str) -> bool:
         return False
 
-    def done(self, prompt_tokens: int, trace: RequestTrace) -> None:
+    def prefix(self, model: str, prompt_ids: list[int], trace: RequestTrace) -> None:
+        return None
+
+    def done(self, prompt_tokens: int, trace: RequestTrace,
+             kv: tuple[list[int], bytes] | None = None) -> None:
         self.pool.release_all()
 
     def failed(self) -> None:
@@ -277,9 +285,24 @@ class _CachedMemory:
     def is_resident(self, layer: str) -> bool:
         return self.cache.is_resident(self.resident, layer)
 
-    def done(self, prompt_tokens: int, trace: RequestTrace) -> None:
+    def prefix(self, model: str, prompt_ids: list[int],
+               trace: RequestTrace) -> tuple[tuple[bytes, int], int] | None:
+        """A kept KV cache whose tokens start the prompt: (its bytes and tokens, reused)."""
+        kv = self.cache.kv
+        found = kv.match(model, prompt_ids) if kv is not None else None
+        if found is None:
+            return None
+        entry, reused = found
+        if not entry.resident:
+            trace.kv_restored_bytes = entry.n_bytes + 16  # ciphertext and tag, read back
+        trace.reused_prompt_tokens = reused
+        assert kv is not None
+        return (kv.load(entry), len(entry.token_ids)), reused
+
+    def done(self, prompt_tokens: int, trace: RequestTrace,
+             kv: tuple[list[int], bytes] | None = None) -> None:
         restored = sum(layer.ciphertext_bytes for layer in trace.layers if not layer.resident)
-        self.cache.checkin(self.resident, self.pool.take_all(), prompt_tokens, restored)
+        self.cache.checkin(self.resident, self.pool.take_all(), prompt_tokens, restored, kv)
 
     def failed(self) -> None:
         self.cache.drop_request(self.resident, self.pool.take_all())
@@ -305,6 +328,15 @@ class _NpuHold:
             record = self.services.port.npu_release(self.services.owner)
             trace.npu_mode_switches += max(1, record.npu_mode_switches)
             self.held = False
+
+
+def _kv_of(prefill: StreamedPrefill, prompt_ids: list[int],
+           generated: tuple[int, ...]) -> tuple[list[int], bytes] | None:
+    """The token ids whose KV the request's cache holds, and that KV's bytes."""
+    length = prefill.cache.length
+    if not length:
+        return None
+    return (list(prompt_ids) + list(generated))[:length], prefill.cache.export_bytes(length)
 
 
 def _frame_bytes(n_bytes: int) -> int:

@@ -83,6 +83,8 @@ class RequestTrace:
     generated_tokens: int = 0
     npu_mode_switches: int = 0
     npu_jobs: int = 0
+    reused_prompt_tokens: int = 0  # leading prompt tokens whose KV came from a kept cache
+    kv_restored_bytes: int = 0  # ciphertext of a written-back KV cache read back first
 
     def layer(self, name: str) -> LayerTrace:
         for layer in self.layers:
