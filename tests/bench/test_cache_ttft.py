@@ -61,3 +61,13 @@ def test_cli_cache_rejects_bad_values(capsys) -> None:
     assert main(["bench", "cache", "--requests", "1"]) == 2
     assert main(["bench", "cache", "--sets", "uc"]) == 2
     assert "flexserve: error:" in capsys.readouterr().err
+
+
+def test_reclaim_returns_what_was_asked_and_costs_grow_with_size(profile) -> None:
+    from flexserve.bench.reclaim import reclaim_costs
+
+    small, large = reclaim_costs(profile, (8, 32))
+    assert small.returned_mib == 8 and large.returned_mib == 32
+    assert small.layers == 2 and large.layers == 8  # whole 4 MiB layers
+    assert 0 < small.device_s < large.device_s
+    assert main(["bench", "reclaim", "--mib", "4"]) == 0

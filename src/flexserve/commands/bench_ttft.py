@@ -146,11 +146,37 @@ def run_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_reclaim_arguments(parser: argparse.ArgumentParser) -> None:
+    from flexserve.bench.reclaim import RECLAIM_MIB
+
+    parser.add_argument("--mib", default=",".join(map(str, RECLAIM_MIB)),
+                        help="comma-separated sizes to reclaim, in MiB")
+    _add_profile(parser)
+
+
+def run_reclaim(args: argparse.Namespace) -> int:
+    from flexserve.bench.reclaim import reclaim_costs
+    from flexserve.timing.profile import load_profile
+    from flexserve.ui.table import format_table
+
+    profile = load_profile(args.profile)
+    rows = [[str(r.asked_mib), f"{r.returned_mib:.0f}", str(r.layers),
+             f"{r.device_s * 1e3:.1f}", f"{r.mib_per_s:.0f}"]
+            for r in reclaim_costs(profile, _ints(args.mib, "--mib"))]
+    print(f"rsmem_reclaim of cached weights, modeled on {profile.name} (scrub, stage-2 "
+          "re-insert, buddy free)")
+    print(format_table(["asked MiB", "returned MiB", "layers", "device ms", "MiB/s"], rows))
+    return 0
+
+
 SWEEP = Command("ttft", "Modeled cold-start TTFT of the four systems on the paper's models and "
                         "the average speedups beside the paper's.", add_sweep_arguments,
                 run_sweep)
 CACHE = Command("cache", "Mean TTFT with a Flex-Mem cache on the paper's model pairs and the "
                          "four prompt sets (Figure 8).", add_cache_arguments, run_cache)
+RECLAIM = Command("reclaim", "How long rsmem_reclaim takes to return N MiB of cached weights "
+                             "(real mechanisms, modeled device time).", add_reclaim_arguments,
+                   run_reclaim)
 BREAKDOWN = Command("breakdown", "TTFT breakdown (alloc, I/O, decrypt, init, compute) of one "
                                  "model on the four systems, beside TZ-LLM's components.",
                     add_breakdown_arguments, run_breakdown)
