@@ -6,7 +6,8 @@
 - ``breakdown``: a Figure 2-style TTFT breakdown of one model and prompt length, and our
   Strawman beside TZ-LLM's measured strawman components;
 - ``cache``: mean TTFT with a Flex-Mem cache on the model pairs and prompt sets (Figure 8);
-- ``reclaim``: the normal-world cost of ``rsmem_reclaim`` for N MiB.
+- ``reclaim``: the normal-world cost of ``rsmem_reclaim`` for N MiB;
+- ``pressure``: the cache and TTFT while a background app raises and lowers pressure.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 from flexserve.commands import Command, bench_engine, bench_ttft
 
 SUITES: tuple[Command, ...] = (bench_engine.SUITE, bench_ttft.SWEEP, bench_ttft.BREAKDOWN,
-                               bench_ttft.CACHE, bench_ttft.RECLAIM)
+                               bench_ttft.CACHE, bench_ttft.RECLAIM, bench_ttft.PRESSURE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     return int(args.suite_run(args) or 0)
 
 
-COMMAND = Command("bench", "Run a benchmark suite (engine, ttft, breakdown, cache, reclaim).",
-                  add_arguments, run)
+COMMAND = Command("bench", "Run a benchmark suite (engine, ttft, breakdown, cache, reclaim, "
+                           "pressure).", add_arguments, run)

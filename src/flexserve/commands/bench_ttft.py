@@ -169,6 +169,39 @@ def run_reclaim(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_pressure_arguments(parser: argparse.ArgumentParser) -> None:
+    from flexserve.bench.pressure import LEVELS
+
+    parser.add_argument("--levels", default=",".join(f"{x:g}" for x in LEVELS),
+                        help="background memory levels, fractions of DRAM, in order")
+    _add_profile(parser)
+
+
+def run_pressure_suite(args: argparse.Namespace) -> int:
+    from flexserve.bench.pressure import DRAM_BYTES, MODELS, run_pressure
+    from flexserve.timing.profile import load_profile
+    from flexserve.ui.table import format_table
+
+    try:
+        levels = tuple(float(x) for x in args.levels.split(","))
+    except ValueError:
+        raise ConfigError(f"--levels must be comma-separated fractions, got {args.levels!r}"
+                          ) from None
+    if not levels or min(levels) < 0 or max(levels) >= 1:
+        raise ConfigError("--levels must be fractions in [0, 1)")
+    profile = load_profile(args.profile)
+    steps = run_pressure(profile, levels=levels, max_tokens=2)
+    names = [m for m, _ in MODELS]
+    rows = [[f"{s.level:.0%}", f"{s.app_mib:.0f}", f"{s.cap_mib:.0f}", f"{s.resident_mib:.0f}",
+             f"{s.secure_reclaimed_mib:.0f}", str(s.killed),
+             *[f"{s.ttft_s[m]:.3f}" for m in names]] for s in steps]
+    print(f"FlexServe on a {DRAM_BYTES // (1 << 20)} MiB phone under a background app "
+          f"(modeled TTFT on {profile.name}, real mechanisms)")
+    print(format_table(["level", "app MiB", "cache cap MiB", "resident MiB",
+                        "rsmem_reclaim MiB", "kills", *[f"{m} TTFT s" for m in names]], rows))
+    return 0
+
+
 SWEEP = Command("ttft", "Modeled cold-start TTFT of the four systems on the paper's models and "
                         "the average speedups beside the paper's.", add_sweep_arguments,
                 run_sweep)
@@ -177,6 +210,9 @@ CACHE = Command("cache", "Mean TTFT with a Flex-Mem cache on the paper's model p
 RECLAIM = Command("reclaim", "How long rsmem_reclaim takes to return N MiB of cached weights "
                              "(real mechanisms, modeled device time).", add_reclaim_arguments,
                    run_reclaim)
+PRESSURE = Command("pressure", "FlexServe's cache and TTFT while a background app raises and "
+                               "lowers memory pressure (real mechanisms, bundled models).",
+                    add_pressure_arguments, run_pressure_suite)
 BREAKDOWN = Command("breakdown", "TTFT breakdown (alloc, I/O, decrypt, init, compute) of one "
                                  "model on the four systems, beside TZ-LLM's components.",
                     add_breakdown_arguments, run_breakdown)
