@@ -50,8 +50,10 @@ def test_written_back_kv_is_ciphertext_and_comes_back_bit_identical(world) -> No
     on_flash = device.platform.normal.storage.read_file(entry.flash_name)
     assert len(on_flash) == len(data) + 16 and data[:64] not in on_flash
     name = entry.flash_name
-    assert kv.load(entry) == data
-    assert entry.resident and not device.platform.normal.storage.exists(name)
+    owned = device.platform.secure.port.owned_frames(device.owner).size
+    assert kv.take(entry) == data
+    assert "m" not in kv.entries and not device.platform.normal.storage.exists(name)
+    assert device.platform.secure.port.owned_frames(device.owner).size == owned
     assert kv.bytes_written_back == kv.bytes_restored == len(data) + 16
 
 
@@ -73,6 +75,6 @@ def test_tampered_write_back_fails_closed(world, attack: str) -> None:
     storage.write_file(entry.flash_name, bytes(blob))
     owned = device.platform.secure.port.owned_frames(device.owner).size
     with pytest.raises(SecurityError):
-        kv.load(entry)
+        kv.take(entry)
     assert "m" not in kv.entries  # the untrusted copy is forgotten
     assert device.platform.secure.port.owned_frames(device.owner).size == owned

@@ -6,7 +6,8 @@ the kernel Flex-Mem manager's shrinker (the real ``rsmem_reclaim`` path), and bu
 After every step: the resident bytes never exceed the cap and the cap never exceeds the
 budget; every resident frame is the TA's and mapped; the normal world has lent exactly the
 resident frames (nothing leaks); resident layers still hold their bytes; every frame given
-back was zero before the normal world got it.
+back was zero before the normal world got it; a KV cache kept, written back by a reclaim and
+reused comes back bit-identical.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from flexserve.soc.constants import FRAME_SIZE_BYTES, MIB
 from flexserve.systems.device import boot_device
 from flexserve.tee.framework.cache_policy import CachePolicyConfig
+from flexserve.tee.framework.kv_store import KvStore
 from flexserve.tee.framework.model_cache import ModelCache
 from flexserve.tee.sealing import SecureDevice
 
@@ -54,7 +56,8 @@ class CacheMachine(RuleBasedStateMachine):
                                   dram_bytes=96 * MIB)
         self.services = self.device.ta.services
         self.cache = ModelCache(self.services, CachePolicyConfig(BUDGET_BYTES),
-                                regrow_after=2)
+                                regrow_after=2, kv=KvStore(self.services, self.device.files))
+        self.kv_expected: dict[str, bytes] = {}
         self.returned_dirty: list[bool] = []
         self.since_reclaim: tuple[int, int] | None = None  # (requests since, bytes left)
         surrender = self.services.surrender_secure
@@ -89,6 +92,24 @@ class CacheMachine(RuleBasedStateMachine):
             if requests + 1 <= self.cache.regrow_after:
                 assert self.cache.resident_bytes <= left
 
+    @rule(name=st.sampled_from(sorted(MODELS)), n_bytes=st.integers(1, 3 * FRAME_SIZE_BYTES),
+          seed=st.integers(0, 2**16))
+    def keep_kv(self, name: str, n_bytes: int, seed: int) -> None:
+        data = np.random.default_rng(seed).integers(0, 256, n_bytes, dtype=np.uint8).tobytes()
+        self.cache._keep_kv(name, list(range(n_bytes % 50 + 10)), data)
+        if name in self.cache.kv.entries:
+            self.kv_expected[name] = data
+        else:
+            self.kv_expected.pop(name, None)
+
+    @precondition(lambda self: self.kv_expected)
+    @rule(data=st.data())
+    def reuse_kv(self, data) -> None:
+        name = data.draw(st.sampled_from(sorted(self.kv_expected)))
+        entry = self.cache.kv.entries[name]
+        assert self.cache.kv.take(entry) == self.kv_expected.pop(name)  # bit-identical
+        assert name not in self.cache.kv.entries  # consumed by the request
+
     @precondition(lambda self: self.cache.resident_frames)
     @rule(pages=st.integers(1, 30))
     def normal_world_reclaims(self, pages: int) -> None:
@@ -107,6 +128,7 @@ class CacheMachine(RuleBasedStateMachine):
     def every_resident_frame_is_owned_and_nothing_leaks(self) -> None:
         port, owner = self.services.port, self.services.owner
         held = [a.frames for m in self.cache.models.values() for a in m.layers.values()]
+        held += [e.allocation.frames for e in self.cache.kv.entries.values() if e.resident]
         frames = np.concatenate(held) if held else np.zeros(0, dtype=np.int64)
         assert np.unique(frames).size == frames.size  # one owner per frame
         assert np.array_equal(np.sort(port.owned_frames(owner)), np.sort(frames))

@@ -11,8 +11,8 @@ Under reclamation an entry is encrypted (AES-256-GCM with a key made at boot tha
 the TA, a fresh 96-bit nonce per write, the entry's identity as associated data), written to
 flash through the normal world's file service, and its frames are scrubbed and given back.
 Reusing it reads the ciphertext back, verifies and decrypts it into new frames; any failure
-is the generic ``SecurityError`` (the entry is dropped, the request recomputes nothing it
-cannot trust).
+is the generic ``SecurityError`` (the entry is dropped; nothing unverified is used). A request
+consumes the entry it reuses; its own KV cache replaces it when the request ends.
 """
 
 from __future__ import annotations
@@ -103,13 +103,17 @@ class KvStore:
         n = min(common_prefix(entry.token_ids, prompt_ids), len(prompt_ids) - 1)
         return (entry, n) if n >= MIN_REUSE_TOKENS else None
 
-    def load(self, entry: KvEntry) -> bytes:
-        """The entry's bytes, restoring them from flash first if it was written back."""
+    def take(self, entry: KvEntry) -> bytes:
+        """The entry's bytes for a request, which consumes it: a written-back entry is read
+        back and verified first; the frames and flash copy are released (the request's own
+        KV cache replaces it at check-in), so the cache never holds it twice."""
         if not entry.resident:
             self._restore(entry)  # read back, verify, decrypt into new frames
         assert entry.allocation is not None
-        return read_back(self.services.port, self.services.owner, entry.allocation.frames,
+        data = read_back(self.services.port, self.services.owner, entry.allocation.frames,
                          entry.n_bytes).tobytes()
+        self.drop(entry.model)
+        return data
 
     def save(self, model: str, token_ids: Sequence[int], data: bytes) -> KvEntry:
         """Keep ``data`` (the KV of ``token_ids``) as the model's entry, replacing the old."""

@@ -297,7 +297,8 @@ class _CachedMemory:
             trace.kv_restored_bytes = entry.n_bytes + 16  # ciphertext and tag, read back
         trace.reused_prompt_tokens = reused
         assert kv is not None
-        return (kv.load(entry), len(entry.token_ids)), reused
+        stored = len(entry.token_ids)
+        return (kv.take(entry), stored), reused
 
     def done(self, prompt_tokens: int, trace: RequestTrace,
              kv: tuple[list[int], bytes] | None = None) -> None:
