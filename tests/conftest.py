@@ -86,3 +86,14 @@ def invariants(platform: Platform) -> Callable[[], None]:
         assert audit(platform.monitor) == []
 
     return check
+
+
+@pytest.fixture(scope="session")
+def one_torch_thread():
+    """A small shared host: one torch thread is usually faster than two for these models."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

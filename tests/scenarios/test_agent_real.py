@@ -15,17 +15,12 @@ from flexserve.workflow.builtin import QUIZ
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, smollm2_path, gemma3_path):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def runs(tmp_path_factory, smollm2_path, gemma3_path, one_torch_thread):
     root = tmp_path_factory.mktemp("agent")
     store = ModelStore(root / "store", SecureDevice.load_or_create(root / "secure"))
     with DeviceSession(FLEXSERVE, load_profile("rk3588"), store=store,
                        cache_bytes=512 * MIB, dram_bytes=1024 * MIB) as session:
         yield [run_real(QUIZ, session, SamplingParams(temperature=0.0)) for _ in range(2)]
-    torch.set_num_threads(threads)
 
 
 def test_each_call_writes_real_text_from_its_dependencies(runs) -> None:

@@ -29,14 +29,9 @@ STORY = Prompt("Once upon a time", raw=True)
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, smollm2_path: Path, gemma3_path: Path):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def store(tmp_path_factory, smollm2_path: Path, gemma3_path: Path, one_torch_thread):
     root = tmp_path_factory.mktemp("cache")
-    yield ModelStore(root / "store", SecureDevice.load_or_create(root / "secure"))
-    torch.set_num_threads(threads)
+    return ModelStore(root / "store", SecureDevice.load_or_create(root / "secure"))
 
 
 def _session(store: ModelStore) -> DeviceSession:

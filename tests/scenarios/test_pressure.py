@@ -10,16 +10,11 @@ from flexserve.timing.profile import load_profile
 
 
 @pytest.fixture(scope="module")
-def steps(tmp_path_factory, smollm2_path, gemma3_path):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def steps(tmp_path_factory, smollm2_path, gemma3_path, one_torch_thread):
     root = tmp_path_factory.mktemp("pressure")
     store = ModelStore(root / "store", SecureDevice.load_or_create(root / "secure"))
-    yield run_pressure(load_profile("rk3588"), store, levels=(0.0, 0.7, 0.0, 0.0, 0.0),
-                       max_tokens=1)
-    torch.set_num_threads(threads)
+    return run_pressure(load_profile("rk3588"), store, levels=(0.0, 0.7, 0.0, 0.0, 0.0),
+                        max_tokens=1)
 
 
 def test_pressure_is_met_by_rsmem_reclaim_and_costs_ttft(steps) -> None:

@@ -20,17 +20,12 @@ GREEDY_16 = SamplingParams(temperature=0.0, seed=7, max_tokens=16)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, smollm2_path: Path):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a small shared host: one thread is usually faster
+def runs(tmp_path_factory, smollm2_path: Path, one_torch_thread):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FLEXSERVE_HOME", str(tmp_path_factory.mktemp("home")))
         yield {r.system.name: r for r in run_systems(
             "smollm2-135m", list(SYSTEMS.values()), load_profile("rk3588"),
             Prompt("Name three colors of the rainbow."), GREEDY_16)}
-    torch.set_num_threads(threads)
 
 
 def test_all_four_systems_give_the_plaintext_engines_text(runs) -> None:

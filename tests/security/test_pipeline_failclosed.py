@@ -20,14 +20,8 @@ from flexserve.tee.sealing import FileBlobReader, ModelStore, SealedModel, Secur
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
+def _one_torch_thread(one_torch_thread):
     """A small shared host: one torch thread is usually faster than two."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 @pytest.fixture
 def store(tmp_path: Path, smollm2_path: Path) -> ModelStore:

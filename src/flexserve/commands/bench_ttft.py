@@ -28,6 +28,17 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
+def _maybe_csv(write, rows, path: Path | None) -> None:
+    """Write ``rows`` with ``write(rows, path)`` if a path was given; errors are one line."""
+    if path is None:
+        return
+    try:
+        write(rows, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc}") from None
+    print(f"csv: {path}", file=sys.stderr)
+
+
 def _add_profile(parser: argparse.ArgumentParser) -> None:
     from flexserve.timing.profile import DEFAULT_PROFILE
 
@@ -70,12 +81,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     print(ttft_report.per_model_table(points))
     print()
     print(ttft_report.headline_table(points))
-    if args.csv is not None:
-        try:
-            ttft.write_csv(points, args.csv)
-        except OSError as exc:
-            raise ConfigError(f"cannot write {args.csv}: {exc}") from None
-        print(f"csv: {args.csv}", file=sys.stderr)
+    _maybe_csv(ttft.write_csv, points, args.csv)
     return 0
 
 
@@ -137,12 +143,7 @@ def run_cache(args: argparse.Namespace) -> int:
     print(f"mean TTFT with a {args.cache_gib:g} GiB Flex-Mem cache, {args.requests} requests "
           f"per workload (modeled on {profile.name}; strawmen have no cache)")
     print(ttft_report.cache_table(results))
-    if args.csv is not None:
-        try:
-            cache_ttft.write_csv(results, args.csv)
-        except OSError as exc:
-            raise ConfigError(f"cannot write {args.csv}: {exc}") from None
-        print(f"csv: {args.csv}", file=sys.stderr)
+    _maybe_csv(cache_ttft.write_csv, results, args.csv)
     return 0
 
 
