@@ -50,6 +50,7 @@ class FileWriter(FileRpc, Protocol):
 @dataclass
 class KvEntry:
     entry_id: int
+    key: str  # the conversation's owner: one model in one client session
     model: str
     token_ids: tuple[int, ...] = field(repr=False)
     n_bytes: int = 0
@@ -66,7 +67,7 @@ class KvEntry:
         return int(self.allocation.frames.size) if self.allocation is not None else 0
 
     def aad(self) -> bytes:
-        return (f"flexserve-kv|{self.entry_id}|{self.model}|{len(self.token_ids)}|"
+        return (f"flexserve-kv|{self.entry_id}|{self.key}|{self.model}|{len(self.token_ids)}|"
                 f"{self.n_bytes}").encode()
 
 
@@ -80,7 +81,8 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class KvStore:
-    """One historical KV entry per model; resident or written back."""
+    """One historical KV entry per conversation owner (model and client session); resident or
+    written back."""
 
     def __init__(self, services: TaServices, files: FileWriter | None) -> None:
         self.services, self.files = services, files
@@ -94,10 +96,10 @@ class KvStore:
     def resident_frames(self) -> int:
         return sum(e.frames for e in self.entries.values())
 
-    def match(self, model: str, prompt_ids: Sequence[int]) -> tuple[KvEntry, int] | None:
-        """The model's entry and how many leading prompt tokens it covers, if worth it
+    def match(self, key: str, prompt_ids: Sequence[int]) -> tuple[KvEntry, int] | None:
+        """The owner's entry and how many leading prompt tokens it covers, if worth it
         (at least ``MIN_REUSE_TOKENS`` and at least one prompt token left to compute)."""
-        entry = self.entries.get(model)
+        entry = self.entries.get(key)
         if entry is None:
             return None
         n = min(common_prefix(entry.token_ids, prompt_ids), len(prompt_ids) - 1)
@@ -112,20 +114,22 @@ class KvStore:
         assert entry.allocation is not None
         data = read_back(self.services.port, self.services.owner, entry.allocation.frames,
                          entry.n_bytes).tobytes()
-        self.drop(entry.model)
+        self.drop(entry.key)
         return data
 
-    def save(self, model: str, token_ids: Sequence[int], data: bytes) -> KvEntry:
-        """Keep ``data`` (the KV of ``token_ids``) as the model's entry, replacing the old."""
-        self.drop(model)
+    def save(self, key: str, token_ids: Sequence[int], data: bytes,
+             model: str | None = None) -> KvEntry:
+        """Keep ``data`` (the KV of ``token_ids``) as ``key``'s entry, replacing the old."""
+        self.drop(key)
         allocation = self.services.alloc_secure(len(data))
         FrameSink(self.services.port, self.services.owner, allocation.frames).write(0, data)
-        entry = KvEntry(next(self._ids), model, tuple(token_ids), len(data), allocation)
-        self.entries[model] = entry
+        entry = KvEntry(next(self._ids), key, model or key, tuple(token_ids), len(data),
+                        allocation)
+        self.entries[key] = entry
         return entry
 
-    def drop(self, model: str) -> None:
-        entry = self.entries.pop(model, None)
+    def drop(self, key: str) -> None:
+        entry = self.entries.pop(key, None)
         if entry is None:
             return
         if entry.allocation is not None:
@@ -160,7 +164,7 @@ class KvStore:
             sealed = reader.read(0, entry.n_bytes + 16)
             plain = self._aead.decrypt(entry.nonce, sealed, entry.aad())
         except (SecurityError, InvalidTag):
-            self.entries.pop(entry.model, None)
+            self.entries.pop(entry.key, None)
             raise SecurityError() from None
         allocation = self.services.alloc_secure(len(plain))
         FrameSink(self.services.port, self.services.owner, allocation.frames).write(0, plain)

@@ -126,9 +126,9 @@ class ModelCache:
     # ----- after a request -----
     def checkin(self, model: ResidentModel, loaded: dict[str, SecureAllocation],
                 prompt_tokens: int, restored_bytes: int,
-                kv: tuple[Sequence[int], bytes] | None = None) -> None:
+                kv: tuple[str, Sequence[int], bytes] | None = None) -> None:
         """Keep what the new plan wants of ``loaded``; release the rest of everything; keep
-        the request's KV cache (``kv``: its token ids and bytes) if it fits what is left."""
+        the request's KV cache (``kv``: its owner key, token ids and bytes) if it fits."""
         self.in_flight.discard(model.name)
         self.history.record(model.name, prompt_tokens)
         self.counters.bytes_restored_from_flash += restored_bytes
@@ -138,15 +138,16 @@ class ModelCache:
         for other in list(self.models.values()):
             self._trim(other, kept.get(other.name, 0))
         if self.kv is not None and kv is not None:
-            self._keep_kv(model.name, *kv)
+            self._keep_kv(kv[0], kv[1], kv[2], model.name)
         self._note()
 
-    def _keep_kv(self, name: str, token_ids: Sequence[int], data: bytes) -> None:
+    def _keep_kv(self, key: str, token_ids: Sequence[int], data: bytes,
+                 model: str | None = None) -> None:
         assert self.kv is not None
-        self.kv.drop(name)
+        self.kv.drop(key)
         room = self.cap_bytes - self.resident_bytes
         if -(-len(data) // FRAME_SIZE_BYTES) * FRAME_SIZE_BYTES <= room:
-            self.kv.save(name, token_ids, data)
+            self.kv.save(key, token_ids, data, model)
 
     def drop_request(self, model: ResidentModel, loaded: dict[str, SecureAllocation]) -> None:
         """A failed request: release what it loaded; the resident layers stay."""

@@ -98,6 +98,9 @@ class OpenModel:
 
 @dataclass
 class FrameworkSession:
+    #: Historical KV caches are per session: a conversation never reuses (or times) another
+    #: client's tokens, so prefix reuse is no side channel between apps.
+    kv_owner: int = 0
     model: OpenModel | None = None
     traces: list[RequestTrace] = field(default_factory=list)
 
@@ -115,6 +118,7 @@ class FrameworkTA(TrustedApplication):
         self.options = FrameworkOptions()
         self.last_trace: RequestTrace | None = None
         self.cache: ModelCache | None = None
+        self._sessions_opened = 0
 
     def attach(self, device: SecureDevice, files: FileWriter, meter: WorkMeter | None = None,
                options: FrameworkOptions | None = None) -> None:
@@ -136,7 +140,8 @@ class FrameworkTA(TrustedApplication):
 
     # ----- sessions -----
     def open_session(self, params: list[TaParam]) -> FrameworkSession:
-        return FrameworkSession()
+        self._sessions_opened += 1
+        return FrameworkSession(kv_owner=self._sessions_opened)
 
     def close_session(self, session: FrameworkSession) -> None:
         self._close(session)
@@ -171,11 +176,12 @@ class FrameworkTA(TrustedApplication):
         if model is None:
             raise TeeError(TeeResult.ERROR_BAD_STATE, Origin.TRUSTED_APP)
         request = GenerateRequest.decode(params[0].input_bytes())
-        answer = self._generate(model, request)
+        answer = self._generate(model, request, f"{model.name}#{session.kv_owner}")
         params[1].set_output(answer.encode())
 
     # ----- the request -----
-    def _generate(self, model: OpenModel, request: GenerateRequest) -> GenerateAnswer:
+    def _generate(self, model: OpenModel, request: GenerateRequest,
+                  kv_key: str) -> GenerateAnswer:
         sampling = request.sampling_params()
         prompt_ids = _prompt_ids(model, request)
         capacity_tokens = len(prompt_ids) + sampling.max_tokens
@@ -185,7 +191,7 @@ class FrameworkTA(TrustedApplication):
         trace = RequestTrace(model.name, model.config, init_stages=init,
                              prompt_tokens=len(prompt_ids))
         self.last_trace = trace
-        memory = self._request_memory(model)
+        memory = self._request_memory(model, kv_key)
         npu = _NpuHold(self.services, self.options.use_npu)
         try:
             prefix = memory.prefix(model.name, prompt_ids, trace)
@@ -206,12 +212,12 @@ class FrameworkTA(TrustedApplication):
         return GenerateAnswer(result.text, result.finish_reason, result.n_prompt_tokens,
                               result.n_generated_tokens)
 
-    def _request_memory(self, model: OpenModel) -> _RequestMemory:
+    def _request_memory(self, model: OpenModel, kv_key: str) -> _RequestMemory:
         if self.cache is None:
             return _ColdMemory(self._pool(model), Transformer(model.config))
         units = [(u.name, u.n_bytes) for u in model.sealed.weight_units]
         resident = self.cache.checkout(model.name, lambda: Transformer(model.config), units)
-        return _CachedMemory(self.cache, resident, FlexMemPool(self.services))
+        return _CachedMemory(self.cache, resident, FlexMemPool(self.services), kv_key)
 
     def _pool(self, model: OpenModel) -> SecurePool:
         if self.options.memory is SecureMemoryKind.FLEXMEM:
@@ -278,8 +284,9 @@ class _ColdMemory:
 class _CachedMemory:
     """Resident layers are reused; what the request loads is offered to the cache."""
 
-    def __init__(self, cache: ModelCache, resident: ResidentModel, pool: FlexMemPool) -> None:
-        self.cache, self.resident, self.pool = cache, resident, pool
+    def __init__(self, cache: ModelCache, resident: ResidentModel, pool: FlexMemPool,
+                 kv_key: str) -> None:
+        self.cache, self.resident, self.pool, self.kv_key = cache, resident, pool, kv_key
         self.transformer = resident.transformer
 
     def is_resident(self, layer: str) -> bool:
@@ -289,7 +296,7 @@ class _CachedMemory:
                trace: RequestTrace) -> tuple[tuple[bytes, int], int] | None:
         """A kept KV cache whose tokens start the prompt: (its bytes and tokens, reused)."""
         kv = self.cache.kv
-        found = kv.match(model, prompt_ids) if kv is not None else None
+        found = kv.match(self.kv_key, prompt_ids) if kv is not None else None
         if found is None:
             return None
         entry, reused = found
@@ -303,7 +310,8 @@ class _CachedMemory:
     def done(self, prompt_tokens: int, trace: RequestTrace,
              kv: tuple[list[int], bytes] | None = None) -> None:
         restored = sum(layer.ciphertext_bytes for layer in trace.layers if not layer.resident)
-        self.cache.checkin(self.resident, self.pool.take_all(), prompt_tokens, restored, kv)
+        self.cache.checkin(self.resident, self.pool.take_all(), prompt_tokens, restored,
+                           (self.kv_key, *kv) if kv is not None else None)
 
     def failed(self) -> None:
         self.cache.drop_request(self.resident, self.pool.take_all())
