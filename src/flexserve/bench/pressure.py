@@ -49,7 +49,7 @@ def _events(session: DeviceSession, since: int, kind: EventKind) -> int:
 
 def run_pressure(profile: DeviceProfile, store: ModelStore | None = None,
                  levels: Sequence[float] = LEVELS, max_tokens: int = 4,
-                 on_step: Callable[[PressureStep], None] | None = None) -> list[PressureStep]:
+                 on_progress: Callable[[int, int], None] | None = None) -> list[PressureStep]:
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
     steps = []
     with DeviceSession(FLEXSERVE, profile, store=store, cache_bytes=CACHE_BYTES,
@@ -68,8 +68,8 @@ def run_pressure(profile: DeviceProfile, store: ModelStore | None = None,
                 for model, prompt in MODELS:
                     ttft[model] = session.generate(model, prompt, params).timing.ttft_s
             steps.append(_step(session, level, app, first, ttft))
-            if on_step is not None:
-                on_step(steps[-1])
+            if on_progress is not None:
+                on_progress(len(steps), len(levels))
     return steps
 
 

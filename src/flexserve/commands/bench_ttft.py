@@ -181,6 +181,7 @@ def add_pressure_arguments(parser: argparse.ArgumentParser) -> None:
 def run_pressure_suite(args: argparse.Namespace) -> int:
     from flexserve.bench.pressure import DRAM_BYTES, MODELS, run_pressure
     from flexserve.timing.profile import load_profile
+    from flexserve.ui.progress import ProgressBar
     from flexserve.ui.table import format_table
 
     try:
@@ -191,7 +192,8 @@ def run_pressure_suite(args: argparse.Namespace) -> int:
     if not levels or min(levels) < 0 or max(levels) >= 1:
         raise ConfigError("--levels must be fractions in [0, 1)")
     profile = load_profile(args.profile)
-    steps = run_pressure(profile, levels=levels, max_tokens=2)
+    with ProgressBar("pressure steps", len(levels)) as bar:
+        steps = run_pressure(profile, levels=levels, max_tokens=2, on_progress=bar.update)
     names = [m for m, _ in MODELS]
     rows = [[f"{s.level:.0%}", f"{s.app_mib:.0f}", f"{s.cap_mib:.0f}", f"{s.resident_mib:.0f}",
              f"{s.secure_reclaimed_mib:.0f}", str(s.killed),
