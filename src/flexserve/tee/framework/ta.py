@@ -6,8 +6,11 @@ Commands (GlobalPlatform parameters):
   manifest, decrypts the GGUF index, builds the config and the tokenizer (no weights yet).
 - ``CMD_GENERATE``: memref in = a :class:`GenerateRequest` (JSON), memref out = a
   :class:`GenerateAnswer`. Streams every layer through the pipeline (alloc, load, decrypt,
-  install) and runs the prompt through it as the layers arrive, then decodes. Afterwards
-  (or on any failure) every frame is scrubbed and handed back: each request is a cold start.
+  install) and runs the prompt through it as the layers arrive, then decodes. Without a
+  cache, afterwards (or on any failure) every frame is scrubbed and handed back; with one
+  (``FrameworkOptions.cache_bytes``, docs/cache.md) the planned layers and the session's KV
+  cache stay in Flex-Mem for the next request, and the normal world can take them back with
+  ``rsmem_reclaim``.
 - ``CMD_CLOSE_MODEL``: forget the open model.
 
 Any verification failure ends the request with the one generic ``SecurityError`` (the
