@@ -41,8 +41,9 @@ def save(fig: Any, path: Path) -> None:
 
 def log_y(ax: Any) -> None:
     """A log y axis labelled with plain numbers (1, 10, 100), no minor labels."""
-    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(NullFormatter())
