@@ -88,6 +88,10 @@ NOTES = (
     "+pipeline (per-layer overlap: FlexServe without cache) -> +caching. The paper lists "
     "these mechanisms but not the order it added them in; each step's reduction depends on "
     "the order (Flex-Mem saves less once the pipeline hides allocation).",
+    "Gaps: Flex-Mem's saving is proportional to model size (CMA migration of every page), "
+    "while the 2.34 s framework init of each cold request is not, so the small models pull "
+    "our mean below the paper's; moving compute to the NPU removes the CPU prefill, the "
+    "largest part of Strawman's TTFT, hence our larger Flex-NPU step.",
     "Steps 1-3 are cold-start requests on the Figure 5 grid; a reduction is the mean over the "
     "grid of 1 - TTFT(step)/TTFT(previous).",
     f"Caching is measured on one Figure 8 workload ({'+'.join(CACHE_PAIR)}, "

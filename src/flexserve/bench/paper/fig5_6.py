@@ -58,6 +58,9 @@ NOTES = (
     "which pulls the ratios towards 1 for small models (docs/systems.md).",
     "The paper does not give Figure 5's input lengths; ours are powers of two from 64 to "
     "1,024 tokens (quick mode: 128 and 512).",
+    "The gap to the paper's 2.44x over Strawman-OPT: our Strawman-OPT grows its CMA region "
+    "per layer inside the pipeline, so allocation hides under the flash reads and long "
+    "prompts are NPU-bound in both systems (docs/systems.md, 'Why our numbers differ').",
     "Decode throughput is the mean over 16 generated tokens after the prompt; NPU systems "
     "share one decode rate (decode is memory-bound on the same NPU).",
 )
