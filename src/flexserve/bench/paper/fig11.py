@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flexserve.bench import cache_ttft, ttft
-from flexserve.bench.paper import fig5_6, published_extra, style
+from flexserve.bench.paper import fig5_6, fig8, published_extra, style
 from flexserve.bench.paper.figure import Comparison, Figure, fmt, mean
 from flexserve.soc.constants import GIB
 from flexserve.systems.config import FLEXSERVE, STRAWMAN, MemoryKind, NpuHandover, SystemConfig
@@ -113,9 +113,7 @@ def comparisons(fig: Figure) -> tuple[Comparison, ...]:
 def run(profile: DeviceProfile, quick: bool, lengths: Sequence[int] | None = None) -> Figure:
     """``lengths``: prompt lengths of the caching workload (default: the OA prompt set)."""
     if lengths is None:
-        from flexserve.bench.paper.fig8 import prompt_lengths_for
-
-        lengths = prompt_lengths_for(CACHE_PROMPT_SET, quick)
+        lengths = fig8.prompt_lengths_for(CACHE_PROMPT_SET, quick)
     rows = (*_cold_rows(profile, quick), *_cache_rows(profile, quick, lengths))
     draft = Figure(NAME, "Ablation: mechanisms added to Strawman one at a time", COLUMNS,
                    rows, plot, (), NOTES)
