@@ -71,3 +71,12 @@ def test_reclaim_returns_what_was_asked_and_costs_grow_with_size(profile) -> Non
     assert small.layers == 2 and large.layers == 8  # whole 4 MiB layers
     assert 0 < small.device_s < large.device_s
     assert main(["bench", "reclaim", "--mib", "4"]) == 0
+
+
+def test_cli_bench_paper_quick_writes_the_report(capsys, tmp_path) -> None:
+    out = tmp_path / "paper"
+    assert main(["bench", "paper", "--quick", "--only", "fig1,fig11", "--out", str(out)]) == 0
+    report = (out / "REPORT.md").read_text()
+    assert "fig1" in report and "fig11" in report and "fig8" not in report
+    assert (out / "fig1.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["bench", "paper", "--only", "fig99", "--out", str(out)]) == 2

@@ -7,17 +7,19 @@
   Strawman beside TZ-LLM's measured strawman components;
 - ``cache``: mean TTFT with a Flex-Mem cache on the model pairs and prompt sets (Figure 8);
 - ``reclaim``: the normal-world cost of ``rsmem_reclaim`` for N MiB;
-- ``pressure``: the cache and TTFT while a background app raises and lowers pressure.
+- ``pressure``: the cache and TTFT while a background app raises and lowers pressure;
+- ``paper``: every reproduced figure with CSVs, PNGs and a report beside the paper's values.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from flexserve.commands import Command, bench_engine, bench_ttft
+from flexserve.commands import Command, bench_engine, bench_paper, bench_ttft
 
 SUITES: tuple[Command, ...] = (bench_engine.SUITE, bench_ttft.SWEEP, bench_ttft.BREAKDOWN,
-                               bench_ttft.CACHE, bench_ttft.RECLAIM, bench_ttft.PRESSURE)
+                               bench_ttft.CACHE, bench_ttft.RECLAIM, bench_ttft.PRESSURE,
+                               bench_paper.SUITE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,4 +35,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command("bench", "Run a benchmark suite (engine, ttft, breakdown, cache, reclaim, "
-                           "pressure).", add_arguments, run)
+                           "pressure, paper).", add_arguments, run)
