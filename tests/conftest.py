@@ -97,3 +97,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def shared_datasets():
+    """The prompt sets beside the repository (../shared/datasets); they are not in the repo,
+    so experiments that draw prompt lengths from them skip with a reason where it is absent."""
+    from flexserve.bench.prompts import DATASET_FILES, DATASETS_DIR
+
+    missing = [f for f in DATASET_FILES.values() if not (DATASETS_DIR / f).is_file()]
+    if missing:
+        pytest.skip(f"prompt sets missing from {DATASETS_DIR}: {', '.join(missing)}")
+    return DATASETS_DIR

@@ -47,7 +47,7 @@ def test_flexserve_with_a_cache_beats_both_strawmen(profile) -> None:
     assert result.mean_ttft_s("strawman") > result.mean_ttft_s("strawman-opt")
 
 
-def test_cli_cache_prints_every_workload(capsys, tmp_path) -> None:
+def test_cli_cache_prints_every_workload(capsys, tmp_path, shared_datasets) -> None:
     out_csv = tmp_path / "cache.csv"
     assert main(["bench", "cache", "--requests", "4", "--sets", "ad", "--csv",
                  str(out_csv)]) == 0
@@ -73,7 +73,7 @@ def test_reclaim_returns_what_was_asked_and_costs_grow_with_size(profile) -> Non
     assert main(["bench", "reclaim", "--mib", "4"]) == 0
 
 
-def test_cli_bench_paper_quick_writes_the_report(capsys, tmp_path) -> None:
+def test_cli_bench_paper_quick_writes_the_report(capsys, tmp_path, shared_datasets) -> None:
     out = tmp_path / "paper"
     assert main(["bench", "paper", "--quick", "--only", "fig1,fig11", "--out", str(out)]) == 0
     report = (out / "REPORT.md").read_text()

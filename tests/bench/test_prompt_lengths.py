@@ -85,7 +85,7 @@ def test_prompt_set_summary(datasets):
     assert summary.max_tokens == 7
 
 
-def test_real_proxy_tokenizer_on_shared_datasets(smollm2_path):
+def test_real_proxy_tokenizer_on_shared_datasets(smollm2_path, shared_datasets):
     sets = all_prompt_sets(limit=20)
     assert [s.name for s in sets] == list(LABELS)
     tokenizer = proxy_tokenizer()
@@ -97,7 +97,7 @@ def test_real_proxy_tokenizer_on_shared_datasets(smollm2_path):
         assert all(1 <= n <= len(t.encode()) for n, t in zip(s.lengths, texts, strict=True))
 
 
-def test_known_first_prompt_length(smollm2_path):
+def test_known_first_prompt_length(smollm2_path, shared_datasets):
     # The first Alpaca prompt in ad.jsonl (143 characters, 27 words) is 38 SmolLM2 tokens;
     # pinned so a change of tokenizer or of prompt order shows up here.
     first = load_prompts("ad", limit=1)[0]
