@@ -56,3 +56,10 @@ def unpermute_interleaved_rows(weight: torch.Tensor, n_heads: int) -> torch.Tens
     head_dim = n_rows // n_heads
     per_head = weight.reshape(n_heads, head_dim // 2, 2, n_in)
     return per_head.transpose(1, 2).reshape(n_rows, n_in).contiguous()
+
+
+def interleaved_row_order(n_rows: int, n_heads: int) -> torch.Tensor:
+    """Row indices that perform :func:`unpermute_interleaved_rows` as ``weight[order]``."""
+    head_dim = n_rows // n_heads
+    rows = torch.arange(n_rows).reshape(n_heads, head_dim // 2, 2)
+    return rows.transpose(1, 2).reshape(n_rows)

@@ -73,7 +73,8 @@ class LayerLoader:
         self._load_and_decrypt(unit, allocation, trace)
         plain = read_back(self.services.port, self.services.owner, allocation.frames,
                           unit.n_bytes)
-        transformer.install_group(group.name, load_group(group, plain))
+        transformer.install_group(group.name,
+                                  load_group(group, plain, transformer.weight_format))
         return trace
 
     def _alloc(self, unit: SealedUnit, trace: LayerTrace) -> SecureAllocation:
