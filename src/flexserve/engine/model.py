@@ -26,7 +26,7 @@ from flexserve.engine.matrix import (
     make_matrix,
 )
 from flexserve.engine.nibble_planes import NibblePlanes
-from flexserve.engine.rope import RopeTable, apply_rope, interleaved_row_order
+from flexserve.engine.rope import RopeTable, interleaved_row_order, rotation_matrices
 from flexserve.errors import ConfigError, ContextOverflowError, ModelFormatError
 
 TokenIds = torch.Tensor | list[int]
@@ -34,7 +34,7 @@ TokenIds = torch.Tensor | list[int]
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm with a stored multiplier (GGUF Gemma files already hold ``1 + w``)."""
-    return F.rms_norm(x, weight.shape, weight, eps)
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,9 @@ def sees_all_keys(start: int, n_tokens: int, window_tokens: int) -> bool:
     return n_tokens == 1 and (window_tokens == 0 or start < window_tokens)
 
 
+_NO_BIAS = torch.zeros(())
+
+
 def grouped_attention(
     q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
     scale: float, causal: bool = False,
@@ -158,8 +161,9 @@ def grouped_attention(
     n_kv = keys.shape[0]
     group = n_heads // n_kv
     if n_q == 1 and mask is None:  # decode: a KV head's queries act as its query positions
-        out = _sdpa(q.reshape(n_kv, group, head_dim), keys, values, None, scale, False)
-        return out.reshape(n_heads, 1, head_dim)
+        scores = torch.baddbmm(_NO_BIAS, q.reshape(n_kv, group, head_dim), keys.transpose(1, 2),
+                               beta=0.0, alpha=scale)
+        return torch.bmm(torch.softmax(scores, dim=-1), values).reshape(n_heads, 1, head_dim)
     if group > 1:
         keys = keys.repeat_interleave(group, dim=0)
         values = values.repeat_interleave(group, dim=0)
@@ -187,7 +191,7 @@ class Transformer:
         self.output_norm: torch.Tensor | None = None
         self.output_weight: Matrix | None = None
         self._rope_tables: dict[tuple[float, float], RopeTable] = {}
-        self._rope_last: dict[tuple[float, float], tuple[int, int, tuple[torch.Tensor, ...]]] = {}
+        self._rope_last: dict[tuple[float, float], tuple[int, int, torch.Tensor]] = {}
 
     # ----- weights -------------------------------------------------------------------------
     def install_group(self, name: str, weights: GroupWeights) -> None:
@@ -272,16 +276,15 @@ class Transformer:
         if block is None:
             raise ConfigError(f"layer group blk.{index} is not installed")
         eps = self.config.norm_eps
-        with torch.no_grad():
-            attn_out = self._attention(index, block, rms_norm(hidden, block.attn_norm, eps),
-                                       cache, positions)
-            if block.post_attn_norm is not None:
-                attn_out = rms_norm(attn_out.float(), block.post_attn_norm, eps)
-            hidden = hidden + attn_out
-            ffn_out = self._ffn(block, rms_norm(hidden, block.ffn_norm, eps))
-            if block.post_ffn_norm is not None:
-                ffn_out = rms_norm(ffn_out.float(), block.post_ffn_norm, eps)
-            return hidden + ffn_out
+        attn_out = self._attention(index, block, rms_norm(hidden, block.attn_norm, eps),
+                                   cache, positions)
+        if block.post_attn_norm is not None:
+            attn_out = rms_norm(attn_out.float(), block.post_attn_norm, eps)
+        hidden = hidden + attn_out
+        ffn_out = self._ffn(block, rms_norm(hidden, block.ffn_norm, eps))
+        if block.post_ffn_norm is not None:
+            ffn_out = rms_norm(ffn_out.float(), block.post_ffn_norm, eps)
+        return hidden + ffn_out
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits ``(n, vocab_size)`` from final hidden states."""
@@ -290,8 +293,7 @@ class Transformer:
         matrix = self.output_weight if self.output_weight is not None else self.token_embedding
         if matrix is None:
             raise ConfigError("tied output needs the embed group installed")
-        with torch.no_grad():
-            return matrix(rms_norm(hidden, self.output_norm, self.config.norm_eps)).float()
+        return matrix(rms_norm(hidden, self.output_norm, self.config.norm_eps)).float()
 
     def forward(self, token_ids: TokenIds, cache: KVCache, last_only: bool = False) -> torch.Tensor:
         """Append ``token_ids`` to the sequence in ``cache``; logits for them (or the last)."""
@@ -311,8 +313,8 @@ class Transformer:
         return KVCache(self.config, capacity_tokens or self.config.context_length)
 
     # ----- internals -----------------------------------------------------------------------
-    def _rope(self, index: int, positions: torch.Tensor, start: int) -> tuple[torch.Tensor, ...]:
-        """cos and sin ``(n, 1, rope_dims/2)`` for ``positions``, shared by the layers."""
+    def _rope(self, index: int, positions: torch.Tensor, start: int) -> torch.Tensor:
+        """RoPE rotation matrices ``(n, head_dim, head_dim)``, shared by the layers."""
         c = self.config
         key = (c.layer_rope_base(index), c.layer_rope_scale(index))
         last = self._rope_last.get(key)
@@ -321,9 +323,9 @@ class Transformer:
         table = self._rope_tables.get(key)
         if table is None:
             table = self._rope_tables[key] = RopeTable(key[0], c.rope_dims, key[1])
-        cos_sin = tuple(t[:, None, :] for t in table.lookup(positions))
-        self._rope_last[key] = (start, positions.shape[0], cos_sin)
-        return cos_sin
+        rotations = rotation_matrices(*table.lookup(positions), c.head_dim)
+        self._rope_last[key] = (start, positions.shape[0], rotations)
+        return rotations
 
     def _attention(
         self, index: int, block: BlockWeights, x: torch.Tensor, cache: KVCache,
@@ -352,13 +354,13 @@ class Transformer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Q and K heads ``(n, heads, head_dim)`` after the optional QK norms and RoPE."""
         c = self.config
-        cos, sin = self._rope(index, positions, start)
-        if block.q_norm is None or block.k_norm is None:  # one rotation for Q and K together
-            qk = apply_rope(qkv[:, : c.n_heads + c.n_kv_heads], cos, sin)
-            return qk[:, : c.n_heads], qk[:, c.n_heads :]
-        q = rms_norm(qkv[:, : c.n_heads], block.q_norm, c.norm_eps)
-        k = rms_norm(qkv[:, c.n_heads : c.n_heads + c.n_kv_heads], block.k_norm, c.norm_eps)
-        return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        rotations = self._rope(index, positions, start)
+        qk = qkv[:, : c.n_heads + c.n_kv_heads]
+        if block.q_norm is not None and block.k_norm is not None:
+            qk = torch.cat((rms_norm(qk[:, : c.n_heads], block.q_norm, c.norm_eps),
+                            rms_norm(qk[:, c.n_heads :], block.k_norm, c.norm_eps)), dim=1)
+        rotated = torch.bmm(qk, rotations)
+        return rotated[:, : c.n_heads], rotated[:, c.n_heads :]
 
     def _ffn(self, block: BlockWeights, x: torch.Tensor) -> torch.Tensor:
         gate, up = block.w_gate_up(x).chunk(2, dim=-1)
