@@ -86,13 +86,19 @@ def test_prompt_longer_than_context(capsys: pytest.CaptureFixture[str]) -> None:
     assert_clean_error(code, err, "context")
 
 
+# A question whose first greedy token is not a near-tie: with the chat template's default system
+# prompt, "...capital of France?" starts "The" vs "L'" with a float32 margin of 0.08 logits, so
+# it flips under the int4 format exactly as it does under llama.cpp; Japan's margin is 2.5.
+QUESTION, ANSWER = "What is the capital of Japan?", "Tokyo"
+
+
 def test_generate_greedy_is_deterministic(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ("generate", "What is the capital of France?", "--max-tokens", "12", "--quiet")
+    argv = ("generate", QUESTION, "--max-tokens", "12", "--quiet")
     code1, out1, _ = run_cli(capsys, *argv)
     code2, out2, _ = run_cli(capsys, *argv)
     assert code1 == code2 == 0
     assert out1 == out2
-    assert "Paris" in out1
+    assert ANSWER in out1
 
 
 def test_bench_rejects_bad_lengths(capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,12 +113,12 @@ def test_chat_reset_forgets_history(capsys: pytest.CaptureFixture[str],
     question = "Name a primary color."
     code, fresh, _ = run_cli(capsys, "generate", question, "--max-tokens", "16", "--quiet")
     assert code == 0
-    turns = f"What is the capital of France?\n/reset\n{question}\n/exit\nnever read\n"
+    turns = f"{QUESTION}\n/reset\n{question}\n/exit\nnever read\n"
     monkeypatch.setattr("sys.stdin", io.StringIO(turns))
     code, out, err = run_cli(capsys, "chat", "--max-tokens", "16")
     assert code == 0
     first, second = out.splitlines()
-    assert "Paris" in first
+    assert ANSWER in first
     assert second == fresh.strip("\n")  # after /reset the history is gone
     assert err.count("prompt tokens") == 2
 

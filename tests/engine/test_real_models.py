@@ -1,6 +1,8 @@
 """SmolLM2-135M and Gemma 3 270M against transformers' float32 reference, same token ids.
 
-Both sides dequantize the same GGUF tensors to float32 with the same block decoders, so the
+These tests pin the exact ``float32`` weight format (the fast ``int4`` default rounds matmul
+inputs to bfloat16 and is checked against this path in test_weight_formats.py). Both sides
+dequantize the same GGUF tensors to float32 with the same block decoders, so the
 remaining differences are float32 summation order (fused projections, grouped attention,
 RoPE tables). Measured max |logit diff| (logits up to ~110 in magnitude):
 SmolLM2 4.5e-5 (16-64 tokens) and 1.6e-4 (512 tokens); Gemma 3 2.6e-5..1.6e-4 (16-64 tokens)
@@ -35,7 +37,7 @@ CHAT = {
 @pytest.fixture(scope="module", params=["smollm2", "gemma3"])
 def models(request) -> tuple[LoadedModel, torch.nn.Module]:
     path: Path = request.getfixturevalue(f"{request.param}_path")
-    return load_model(path), load_reference(path)
+    return load_model(path, weight_format="float32"), load_reference(path)
 
 
 def prompts(loaded: LoadedModel) -> dict[str, list[int]]:

@@ -31,7 +31,8 @@ ARCHS = ["llama", "qwen3", "gemma3"]
 
 def our_model(path: Path) -> Transformer:
     gguf_file = GGUFFile.open(path)
-    return build_transformer(gguf_file, ModelConfig.from_gguf(gguf_file), layer_groups(gguf_file))
+    return build_transformer(gguf_file, ModelConfig.from_gguf(gguf_file), layer_groups(gguf_file),
+                             weight_format="float32")
 
 
 def reference_logits(model: torch.nn.Module, ids: list[int]) -> torch.Tensor:
@@ -124,10 +125,11 @@ def test_wrong_rope_layout_is_detected(tmp_path: Path) -> None:
 def _llama_without_unpermute(gguf_file: GGUFFile) -> Transformer:
     from flexserve.engine import model as model_module
 
-    original = model_module.unpermute_interleaved_rows
-    model_module.unpermute_interleaved_rows = lambda w, n: w
+    original = model_module.interleaved_row_order
+    model_module.interleaved_row_order = lambda n_rows, n_heads: torch.arange(n_rows)
     try:
         config = ModelConfig.from_gguf(gguf_file)
-        return build_transformer(gguf_file, config, layer_groups(gguf_file))
+        return build_transformer(gguf_file, config, layer_groups(gguf_file),
+                                 weight_format="float32")
     finally:
-        model_module.unpermute_interleaved_rows = original
+        model_module.interleaved_row_order = original

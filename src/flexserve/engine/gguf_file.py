@@ -263,10 +263,12 @@ class GGUFFile:
         buf: memoryview,
         path: Path | None = None,
         closer: Callable[[], None] | None = None,
+        page_dropper: Callable[[], None] | None = None,
     ) -> None:
         self._buf = buf
         self.path = path
         self._closer = closer
+        self._page_dropper = page_dropper
         self._closed = False
         reader = _Reader(buf)
         self.version, n_tensors, n_kv = _read_header(reader)
@@ -300,7 +302,8 @@ class GGUFFile:
                 raise ModelFormatError(f"{path} is empty, not a GGUF file")
             mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            return cls(memoryview(mapped), path=path, closer=mapped.close)
+            return cls(memoryview(mapped), path=path, closer=mapped.close,
+                       page_dropper=lambda: mapped.madvise(mmap.MADV_DONTNEED))
         except BaseException:
             _try_close(mapped.close)
             raise
@@ -332,6 +335,15 @@ class GGUFFile:
         if self._closed:
             raise ModelFormatError(f"{self!r} is closed")
         return self._buf[info.offset_bytes : info.offset_bytes + info.n_bytes]
+
+    def drop_resident_pages(self) -> None:
+        """Unmap the file pages read so far from this process (they are re-read on use).
+
+        Loading copies each group out of the map; dropping the pages after each group keeps
+        the file from counting in the resident memory. A no-op for in-memory images.
+        """
+        if self._page_dropper is not None and not self._closed:
+            self._page_dropper()
 
     def close(self) -> None:
         """Stop serving tensor bytes; the map is unmapped once no tensor view is in use."""

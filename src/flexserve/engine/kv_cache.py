@@ -61,8 +61,8 @@ class KVCache:
             raise ContextOverflowError(
                 f"positions {start}..{end - 1} exceed the KV cache of {self.capacity_tokens}"
             )
-        self.keys[layer][:, start:end] = keys
-        self.values[layer][:, start:end] = values
+        self.keys[layer].narrow(1, start, end - start).copy_(keys)
+        self.values[layer].narrow(1, start, end - start).copy_(values)
         return self.keys[layer][:, :end], self.values[layer][:, :end]
 
     def commit(self, length: int) -> None:

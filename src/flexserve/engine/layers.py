@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from flexserve.engine.gguf_file import GGUFFile, TensorInfo
+from flexserve.engine.matrix import WeightFormat, WeightPart
+from flexserve.engine.nibble_planes import PLANE_TYPES, to_planes
 from flexserve.engine.quant import RawBytes, dequantize
 from flexserve.errors import ModelFormatError
 
@@ -23,6 +25,7 @@ EMBED_GROUP = "embed"
 OUTPUT_GROUP = "output"
 _OUTPUT_TENSORS = ("output_norm.weight", "output.weight")
 _BLOCK_RE = re.compile(r"^blk\.(\d+)\.")
+GroupWeights = dict[str, WeightPart]
 
 
 @dataclass(frozen=True)
@@ -99,18 +102,30 @@ def _as_byte_view(buf: RawBytes) -> memoryview:
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
-def load_group(group: LayerGroup, buf: RawBytes) -> dict[str, torch.Tensor]:
-    """Dequantize every tensor of ``group`` from ``buf`` (the group blob) to float32.
+def load_group(
+    group: LayerGroup, buf: RawBytes, weight_format: WeightFormat | str = WeightFormat.FLOAT32
+) -> GroupWeights:
+    """Decode every tensor of ``group`` from ``buf`` (the group blob).
 
-    Only ``buf`` is read; the returned tensors own their memory (they do not alias ``buf``).
+    With the ``float32`` format every tensor is dequantized to float32. With ``int4``, matrices
+    stored in a block format that has an exact 4-bit plane form come back as
+    :class:`~flexserve.engine.nibble_planes.NibblePlanes`, everything else as float32. Only
+    ``buf`` is read; the results own their memory (they do not alias ``buf``).
     """
+    weight_format = WeightFormat.parse(weight_format)
     view = _as_byte_view(buf)
     if len(view) < group.n_bytes:
         raise ModelFormatError(
             f"group {group.name} needs {group.n_bytes} bytes, the buffer holds {len(view)}"
         )
-    weights: dict[str, torch.Tensor] = {}
+    weights: GroupWeights = {}
     for info, rel in zip(group.tensors, group.rel_offsets, strict=True):
-        raw = view[rel : rel + info.n_bytes]
-        weights[info.name] = torch.from_numpy(dequantize(raw, info.ggml_type, info.shape))
+        weights[info.name] = _decode(info, view[rel : rel + info.n_bytes], weight_format)
     return weights
+
+
+def _decode(info: TensorInfo, raw: memoryview, weight_format: WeightFormat) -> WeightPart:
+    shape = tuple(int(d) for d in info.shape)
+    if weight_format is WeightFormat.INT4 and info.ggml_type in PLANE_TYPES and len(shape) == 2:
+        return to_planes(np.frombuffer(raw, dtype=np.uint8), info.ggml_type, (shape[0], shape[1]))
+    return torch.from_numpy(dequantize(raw, info.ggml_type, info.shape))

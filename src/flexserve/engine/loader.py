@@ -10,6 +10,7 @@ from typing import Any
 from flexserve.engine.config import ModelConfig
 from flexserve.engine.gguf_file import GGUFFile
 from flexserve.engine.layers import LayerGroup, group_bytes, layer_groups, load_group
+from flexserve.engine.matrix import DEFAULT_WEIGHT_FORMAT, WeightFormat
 from flexserve.engine.model import Transformer
 
 ProgressCallback = Callable[[int, int], None]
@@ -33,11 +34,14 @@ class LoadedModel:
 def build_transformer(
     gguf: GGUFFile, config: ModelConfig, groups: list[LayerGroup],
     progress: ProgressCallback | None = None,
+    weight_format: WeightFormat | str = DEFAULT_WEIGHT_FORMAT,
 ) -> Transformer:
-    """A transformer with every group installed from its blob."""
-    transformer = Transformer(config)
+    """A transformer with every group installed from its blob, in ``weight_format``."""
+    transformer = Transformer(config, weight_format)
     for done, group in enumerate(groups, start=1):
-        transformer.install_group(group.name, load_group(group, group_bytes(gguf, group)))
+        weights = load_group(group, group_bytes(gguf, group), transformer.weight_format)
+        gguf.drop_resident_pages()
+        transformer.install_group(group.name, weights)
         if progress is not None:
             progress(done, len(groups))
     return transformer
@@ -49,14 +53,18 @@ def load_tokenizer(gguf: GGUFFile) -> Any:
     return Tokenizer.from_metadata(gguf.metadata)
 
 
-def load_model(path: str | Path, progress: ProgressCallback | None = None) -> LoadedModel:
+def load_model(
+    path: str | Path, progress: ProgressCallback | None = None,
+    weight_format: WeightFormat | str = DEFAULT_WEIGHT_FORMAT,
+) -> LoadedModel:
     """Parse ``path``, build its config and tokenizer, and install all weight groups.
 
-    ``progress(done_groups, total_groups)`` is called after each group is installed.
+    ``progress(done_groups, total_groups)`` is called after each group is installed;
+    ``weight_format`` picks exact float32 or fast int4 weights (see :mod:`matrix`).
     """
     gguf = GGUFFile.open(path)
     config = ModelConfig.from_gguf(gguf)
     tokenizer = load_tokenizer(gguf)
     groups = layer_groups(gguf)
-    transformer = build_transformer(gguf, config, groups, progress)
+    transformer = build_transformer(gguf, config, groups, progress, weight_format)
     return LoadedModel(gguf, config, tokenizer, transformer, groups)

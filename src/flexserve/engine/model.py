@@ -2,8 +2,10 @@
 
 Weights arrive per group (see :mod:`layers`) through :meth:`Transformer.install_group` and can
 be dropped again, so a pipeline can stream layers through limited memory. The blocks cover
-Llama, Qwen3 and Gemma 3; their differences come from :class:`ArchTraits`. Compute is float32
-on one sequence: hidden states are ``(n_tokens, d_model)``.
+Llama, Qwen3 and Gemma 3; their differences come from :class:`ArchTraits`. Hidden states are
+float32 ``(n_tokens, d_model)`` on one sequence; matrices follow the transformer's
+:class:`~flexserve.engine.matrix.WeightFormat` (float32 exact, or int4 planes with bfloat16
+matmul inputs).
 """
 
 from __future__ import annotations
@@ -15,8 +17,16 @@ import torch.nn.functional as F
 
 from flexserve.engine.config import ModelConfig
 from flexserve.engine.kv_cache import KVCache
-from flexserve.engine.layers import EMBED_GROUP, OUTPUT_GROUP
-from flexserve.engine.rope import RopeTable, apply_rope, unpermute_interleaved_rows
+from flexserve.engine.layers import EMBED_GROUP, OUTPUT_GROUP, GroupWeights
+from flexserve.engine.matrix import (
+    DEFAULT_WEIGHT_FORMAT,
+    Matrix,
+    WeightFormat,
+    WeightPart,
+    make_matrix,
+)
+from flexserve.engine.nibble_planes import NibblePlanes
+from flexserve.engine.rope import RopeTable, interleaved_row_order, rotation_matrices
 from flexserve.errors import ConfigError, ContextOverflowError, ModelFormatError
 
 TokenIds = torch.Tensor | list[int]
@@ -32,36 +42,60 @@ class BlockWeights:
     """One block's weights in compute layout (Q/K/V and gate/up fused)."""
 
     attn_norm: torch.Tensor
-    wqkv: torch.Tensor  # (q_dim + 2 * kv_dim, d_model), half-split RoPE row layout
-    wo: torch.Tensor
+    wqkv: Matrix  # (q_dim + 2 * kv_dim, d_model), half-split RoPE row layout
+    wo: Matrix
     ffn_norm: torch.Tensor
-    w_gate_up: torch.Tensor  # (2 * ffn_dim, d_model)
-    w_down: torch.Tensor
+    w_gate_up: Matrix  # (2 * ffn_dim, d_model)
+    w_down: Matrix
     q_norm: torch.Tensor | None = None
     k_norm: torch.Tensor | None = None
     post_attn_norm: torch.Tensor | None = None
     post_ffn_norm: torch.Tensor | None = None
 
 
-def _expect_shape(name: str, tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    if tuple(tensor.shape) != shape:
-        raise ModelFormatError(f"tensor {name} has shape {tuple(tensor.shape)}, expected {shape}")
-    return tensor.float()
+def _expect_shape(name: str, part: WeightPart, shape: tuple[int, ...]) -> WeightPart:
+    got = part.shape if isinstance(part, NibblePlanes) else tuple(part.shape)
+    if tuple(got) != shape:
+        raise ModelFormatError(f"tensor {name} has shape {tuple(got)}, expected {shape}")
+    return part if isinstance(part, NibblePlanes) else part.float()
+
+
+def _expect_vector(name: str, part: WeightPart, shape: tuple[int, ...]) -> torch.Tensor:
+    if isinstance(part, NibblePlanes):
+        part = part.dequantize()
+    vector = _expect_shape(name, part, shape)
+    assert isinstance(vector, torch.Tensor)
+    return vector
+
+
+def _select_rows(part: WeightPart, order: torch.Tensor) -> WeightPart:
+    return part.select_rows(order) if isinstance(part, NibblePlanes) else part[order]
 
 
 class _BlockBuilder:
     """Checks one block's tensors against the config and lays them out for compute."""
 
-    def __init__(self, config: ModelConfig, index: int, weights: dict[str, torch.Tensor]) -> None:
+    def __init__(self, config: ModelConfig, index: int, weights: GroupWeights,
+                 weight_format: WeightFormat) -> None:
         self.config = config
         self.prefix = f"blk.{index}."
         self.weights = dict(weights)
+        self.weight_format = weight_format
 
-    def take(self, short: str, shape: tuple[int, ...]) -> torch.Tensor:
+    def _pop(self, short: str) -> tuple[str, WeightPart]:
         name = self.prefix + short + ".weight"
         if name not in self.weights:
             raise ModelFormatError(f"tensor {name} is missing")
-        return _expect_shape(name, self.weights.pop(name), shape)
+        return name, self.weights.pop(name)
+
+    def take(self, short: str, shape: tuple[int, ...]) -> torch.Tensor:
+        return _expect_vector(*self._pop(short), shape)
+
+    def take_part(self, short: str, shape: tuple[int, ...]) -> WeightPart:
+        return _expect_shape(*self._pop(short), shape)
+
+    def matrix(self, *parts: WeightPart) -> Matrix:
+        return make_matrix(list(parts), self.weight_format)
 
     def build(self) -> BlockWeights:
         c, traits = self.config, self.config.traits
@@ -69,11 +103,11 @@ class _BlockBuilder:
         block = BlockWeights(
             attn_norm=self.take("attn_norm", d),
             wqkv=self._qkv(),
-            wo=self.take("attn_output", (c.d_model, c.q_dim)),
+            wo=self.matrix(self.take_part("attn_output", (c.d_model, c.q_dim))),
             ffn_norm=self.take("ffn_norm", d),
-            w_gate_up=torch.cat((self.take("ffn_gate", (c.ffn_dim, c.d_model)),
-                                 self.take("ffn_up", (c.ffn_dim, c.d_model)))),
-            w_down=self.take("ffn_down", (c.d_model, c.ffn_dim)),
+            w_gate_up=self.matrix(self.take_part("ffn_gate", (c.ffn_dim, c.d_model)),
+                                  self.take_part("ffn_up", (c.ffn_dim, c.d_model))),
+            w_down=self.matrix(self.take_part("ffn_down", (c.d_model, c.ffn_dim))),
             q_norm=self.take("attn_q_norm", (c.head_dim,)) if traits.qk_norm else None,
             k_norm=self.take("attn_k_norm", (c.head_dim,)) if traits.qk_norm else None,
             post_attn_norm=self.take("post_attention_norm", d) if traits.sandwich_norms else None,
@@ -83,15 +117,15 @@ class _BlockBuilder:
             raise ModelFormatError(f"unexpected tensors in the block: {sorted(self.weights)}")
         return block
 
-    def _qkv(self) -> torch.Tensor:
+    def _qkv(self) -> Matrix:
         c = self.config
-        q = self.take("attn_q", (c.q_dim, c.d_model))
-        k = self.take("attn_k", (c.kv_dim, c.d_model))
-        v = self.take("attn_v", (c.kv_dim, c.d_model))
+        q = self.take_part("attn_q", (c.q_dim, c.d_model))
+        k = self.take_part("attn_k", (c.kv_dim, c.d_model))
+        v = self.take_part("attn_v", (c.kv_dim, c.d_model))
         if c.traits.qk_rows_interleaved:
-            q = unpermute_interleaved_rows(q, c.n_heads)
-            k = unpermute_interleaved_rows(k, c.n_kv_heads)
-        return torch.cat((q, k, v))
+            q = _select_rows(q, interleaved_row_order(c.q_dim, c.n_heads))
+            k = _select_rows(k, interleaved_row_order(c.kv_dim, c.n_kv_heads))
+        return self.matrix(q, k, v)
 
 
 def attention_mask(
@@ -106,38 +140,61 @@ def attention_mask(
     return None if bool(allowed.all()) else allowed
 
 
+def sees_all_keys(start: int, n_tokens: int, window_tokens: int) -> bool:
+    """True when queries ``start..start+n-1`` may see every key ``0..start+n-1``."""
+    return n_tokens == 1 and (window_tokens == 0 or start < window_tokens)
+
+
+_NO_BIAS = torch.zeros(())
+
+
 def grouped_attention(
     q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
-    scale: float,
+    scale: float, causal: bool = False,
 ) -> torch.Tensor:
     """Softmax attention of ``(n_heads, n, d)`` queries over ``(n_kv_heads, T, d)`` keys/values.
 
-    Query heads ``h*g .. h*g+g-1`` share KV head ``h`` (grouped-query attention), computed
-    without materializing repeated keys.
+    Query heads ``h*g .. h*g+g-1`` share KV head ``h`` (grouped-query attention). ``mask`` is
+    None when every query sees every key, or when ``causal`` (query ``i`` sees keys ``0..i``).
     """
     n_heads, n_q, head_dim = q.shape
     n_kv = keys.shape[0]
-    grouped = q.reshape(n_kv, n_heads // n_kv, n_q, head_dim)
-    scores = torch.matmul(grouped, keys.unsqueeze(1).transpose(-1, -2)) * scale
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
-    return torch.matmul(probs, values.unsqueeze(1)).reshape(n_heads, n_q, -1)
+    group = n_heads // n_kv
+    if n_q == 1 and mask is None:  # decode: a KV head's queries act as its query positions
+        scores = torch.baddbmm(_NO_BIAS, q.reshape(n_kv, group, head_dim), keys.transpose(1, 2),
+                               beta=0.0, alpha=scale)
+        return torch.bmm(torch.softmax(scores, dim=-1), values).reshape(n_heads, 1, head_dim)
+    if group > 1:
+        keys = keys.repeat_interleave(group, dim=0)
+        values = values.repeat_interleave(group, dim=0)
+    return _sdpa(q, keys, values, mask, scale, causal and mask is None)
+
+
+def _sdpa(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
+          scale: float, causal: bool) -> torch.Tensor:
+    """torch's fused attention on ``(heads, n, d)``, given 4-D so its flash kernel applies."""
+    out = F.scaled_dot_product_attention(q[None], keys[None], values[None], attn_mask=mask,
+                                         is_causal=causal, scale=scale)
+    return out[0]
 
 
 class Transformer:
     """Layer-by-layer transformer over installed weight groups."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(
+        self, config: ModelConfig, weight_format: WeightFormat | str = DEFAULT_WEIGHT_FORMAT
+    ) -> None:
         self.config = config
+        self.weight_format = WeightFormat.parse(weight_format)
         self.blocks: list[BlockWeights | None] = [None] * config.n_layers
-        self.token_embedding: torch.Tensor | None = None
+        self.token_embedding: Matrix | None = None
         self.output_norm: torch.Tensor | None = None
-        self.output_weight: torch.Tensor | None = None
+        self.output_weight: Matrix | None = None
         self._rope_tables: dict[tuple[float, float], RopeTable] = {}
+        self._rope_last: dict[tuple[float, float], tuple[int, int, torch.Tensor]] = {}
 
     # ----- weights -------------------------------------------------------------------------
-    def install_group(self, name: str, weights: dict[str, torch.Tensor]) -> None:
+    def install_group(self, name: str, weights: GroupWeights) -> None:
         """Take over the weights of one group (``embed``, ``blk.<i>`` or ``output``)."""
         if name == EMBED_GROUP:
             self._install_embed(dict(weights))
@@ -145,7 +202,8 @@ class Transformer:
             self._install_output(dict(weights))
         else:
             index = self._block_index(name)
-            self.blocks[index] = _BlockBuilder(self.config, index, weights).build()
+            builder = _BlockBuilder(self.config, index, weights, self.weight_format)
+            self.blocks[index] = builder.build()
 
     def drop_group(self, name: str) -> None:
         """Release the weights of one group."""
@@ -173,26 +231,27 @@ class Transformer:
             raise ConfigError(f"no layer group named {name!r} in a {n_layers}-layer model")
         return int(number)
 
-    def _install_embed(self, weights: dict[str, torch.Tensor]) -> None:
+    def _install_embed(self, weights: GroupWeights) -> None:
         c = self.config
         embedding = weights.pop("token_embd.weight", None)
         if embedding is None:
             raise ModelFormatError("the embed group lacks token_embd.weight")
         if weights:
             raise ModelFormatError(f"unsupported global tensors: {sorted(weights)}")
-        self.token_embedding = _expect_shape("token_embd.weight", embedding,
-                                             (c.vocab_size, c.d_model))
+        part = _expect_shape("token_embd.weight", embedding, (c.vocab_size, c.d_model))
+        self.token_embedding = make_matrix([part], self.weight_format)
 
-    def _install_output(self, weights: dict[str, torch.Tensor]) -> None:
+    def _install_output(self, weights: GroupWeights) -> None:
         c = self.config
         norm = weights.pop("output_norm.weight", None)
         if norm is None:
             raise ModelFormatError("the output group lacks output_norm.weight")
-        self.output_norm = _expect_shape("output_norm.weight", norm, (c.d_model,))
+        self.output_norm = _expect_vector("output_norm.weight", norm, (c.d_model,))
         output = weights.pop("output.weight", None)
+        self.output_weight = None
         if output is not None:
-            output = _expect_shape("output.weight", output, (c.vocab_size, c.d_model))
-        self.output_weight = output
+            part = _expect_shape("output.weight", output, (c.vocab_size, c.d_model))
+            self.output_weight = make_matrix([part], self.weight_format)
         if weights:
             raise ModelFormatError(f"unexpected tensors in the output group: {sorted(weights)}")
 
@@ -204,7 +263,7 @@ class Transformer:
         ids = torch.as_tensor(token_ids, dtype=torch.long).reshape(-1)
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
             raise ConfigError(f"token id out of range 0..{self.config.vocab_size - 1}")
-        hidden = self.token_embedding[ids]
+        hidden = self.token_embedding.rows(ids)
         if self.config.traits.scale_embeddings:
             hidden = hidden * torch.tensor(self.config.d_model**0.5, dtype=hidden.dtype)
         return hidden
@@ -220,11 +279,11 @@ class Transformer:
         attn_out = self._attention(index, block, rms_norm(hidden, block.attn_norm, eps),
                                    cache, positions)
         if block.post_attn_norm is not None:
-            attn_out = rms_norm(attn_out, block.post_attn_norm, eps)
+            attn_out = rms_norm(attn_out.float(), block.post_attn_norm, eps)
         hidden = hidden + attn_out
         ffn_out = self._ffn(block, rms_norm(hidden, block.ffn_norm, eps))
         if block.post_ffn_norm is not None:
-            ffn_out = rms_norm(ffn_out, block.post_ffn_norm, eps)
+            ffn_out = rms_norm(ffn_out.float(), block.post_ffn_norm, eps)
         return hidden + ffn_out
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -234,7 +293,7 @@ class Transformer:
         matrix = self.output_weight if self.output_weight is not None else self.token_embedding
         if matrix is None:
             raise ConfigError("tied output needs the embed group installed")
-        return F.linear(rms_norm(hidden, self.output_norm, self.config.norm_eps), matrix)
+        return matrix(rms_norm(hidden, self.output_norm, self.config.norm_eps)).float()
 
     def forward(self, token_ids: TokenIds, cache: KVCache, last_only: bool = False) -> torch.Tensor:
         """Append ``token_ids`` to the sequence in ``cache``; logits for them (or the last)."""
@@ -254,13 +313,19 @@ class Transformer:
         return KVCache(self.config, capacity_tokens or self.config.context_length)
 
     # ----- internals -----------------------------------------------------------------------
-    def _rope(self, index: int, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rope(self, index: int, positions: torch.Tensor, start: int) -> torch.Tensor:
+        """RoPE rotation matrices ``(n, head_dim, head_dim)``, shared by the layers."""
         c = self.config
         key = (c.layer_rope_base(index), c.layer_rope_scale(index))
+        last = self._rope_last.get(key)
+        if last is not None and last[:2] == (start, positions.shape[0]):
+            return last[2]
         table = self._rope_tables.get(key)
         if table is None:
             table = self._rope_tables[key] = RopeTable(key[0], c.rope_dims, key[1])
-        return table.lookup(positions)
+        rotations = rotation_matrices(*table.lookup(positions), c.head_dim)
+        self._rope_last[key] = (start, positions.shape[0], rotations)
+        return rotations
 
     def _attention(
         self, index: int, block: BlockWeights, x: torch.Tensor, cache: KVCache,
@@ -271,25 +336,36 @@ class Transformer:
         start = int(positions[0])
         if start + n_tokens > cache.capacity_tokens:
             raise ContextOverflowError(f"positions up to {start + n_tokens} exceed the cache")
-        qkv = F.linear(x, block.wqkv)
-        q, k, v = qkv.split((c.q_dim, c.kv_dim, c.kv_dim), dim=-1)
-        q = q.view(n_tokens, c.n_heads, c.head_dim).transpose(0, 1)
-        k = k.view(n_tokens, c.n_kv_heads, c.head_dim).transpose(0, 1)
-        v = v.view(n_tokens, c.n_kv_heads, c.head_dim).transpose(0, 1)
+        qkv = block.wqkv(x).float().view(n_tokens, c.n_heads + 2 * c.n_kv_heads, c.head_dim)
+        q, k = self._rotated_qk(index, block, qkv, positions, start)
+        v = qkv[:, c.n_heads + c.n_kv_heads :]
+        keys, values = cache.write(index, start, k.transpose(0, 1), v.transpose(0, 1))
+        window = c.layer_window(index)
+        causal = start == 0 and (window == 0 or n_tokens <= window)
+        mask = None if causal or sees_all_keys(start, n_tokens, window) else attention_mask(
+            positions, keys.shape[1], window)
+        out = grouped_attention(q.transpose(0, 1), keys, values, mask, c.attention_scale,
+                                causal)
+        return block.wo(out.transpose(0, 1).reshape(n_tokens, c.q_dim))
+
+    def _rotated_qk(
+        self, index: int, block: BlockWeights, qkv: torch.Tensor, positions: torch.Tensor,
+        start: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q and K heads ``(n, heads, head_dim)`` after the optional QK norms and RoPE."""
+        c = self.config
+        rotations = self._rope(index, positions, start)
+        qk = qkv[:, : c.n_heads + c.n_kv_heads]
         if block.q_norm is not None and block.k_norm is not None:
-            q = rms_norm(q, block.q_norm, c.norm_eps)
-            k = rms_norm(k, block.k_norm, c.norm_eps)
-        cos, sin = self._rope(index, positions)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        keys, values = cache.write(index, start, k, v)
-        mask = attention_mask(positions, keys.shape[1], c.layer_window(index))
-        out = grouped_attention(q, keys, values, mask, c.attention_scale)
-        return F.linear(out.transpose(0, 1).reshape(n_tokens, c.q_dim), block.wo)
+            qk = torch.cat((rms_norm(qk[:, : c.n_heads], block.q_norm, c.norm_eps),
+                            rms_norm(qk[:, c.n_heads :], block.k_norm, c.norm_eps)), dim=1)
+        rotated = torch.bmm(qk, rotations)
+        return rotated[:, : c.n_heads], rotated[:, c.n_heads :]
 
     def _ffn(self, block: BlockWeights, x: torch.Tensor) -> torch.Tensor:
-        gate, up = F.linear(x, block.w_gate_up).chunk(2, dim=-1)
+        gate, up = block.w_gate_up(x).chunk(2, dim=-1)
         if self.config.traits.activation == "gelu_tanh":
             activated = F.gelu(gate, approximate="tanh")
         else:
             activated = F.silu(gate)
-        return F.linear(activated * up, block.w_down)
+        return block.w_down(activated * up)

@@ -56,3 +56,26 @@ def unpermute_interleaved_rows(weight: torch.Tensor, n_heads: int) -> torch.Tens
     head_dim = n_rows // n_heads
     per_head = weight.reshape(n_heads, head_dim // 2, 2, n_in)
     return per_head.transpose(1, 2).reshape(n_rows, n_in).contiguous()
+
+
+def interleaved_row_order(n_rows: int, n_heads: int) -> torch.Tensor:
+    """Row indices that perform :func:`unpermute_interleaved_rows` as ``weight[order]``."""
+    head_dim = n_rows // n_heads
+    rows = torch.arange(n_rows).reshape(n_heads, head_dim // 2, 2)
+    return rows.transpose(1, 2).reshape(n_rows)
+
+
+def rotation_matrices(cos: torch.Tensor, sin: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """Per position, the ``(head_dim, head_dim)`` matrix ``R`` with ``apply_rope(x) == x @ R``.
+
+    ``cos``/``sin`` are ``(n, rope_dims/2)``; dims past the rotated ones map to themselves.
+    One matmul per layer then rotates all Q and K heads of a position.
+    """
+    n_positions, half = cos.shape
+    matrices = torch.eye(head_dim).repeat(n_positions, 1, 1)
+    low, high = torch.arange(half), torch.arange(half, 2 * half)
+    matrices[:, low, low] = cos
+    matrices[:, high, high] = cos
+    matrices[:, high, low] = -sin
+    matrices[:, low, high] = sin
+    return matrices

@@ -56,7 +56,8 @@ class LayerLoader:
         trace = trace if trace is not None else self.new_trace(unit)
         span = self._alloc(unit, trace)
         self._load_and_decrypt(unit, span, trace)
-        transformer.install_group(group.name, load_group(group, span.read(unit.n_bytes)))
+        transformer.install_group(group.name, load_group(group, span.read(unit.n_bytes),
+                                                         transformer.weight_format))
         return trace
 
     def _alloc(self, unit: SealedUnit, trace: LayerTrace) -> LayerSpan:
