@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from flexserve.engine.matrix import WeightFormat
 from flexserve.engine.sampling import SamplingParams
 from flexserve.soc.constants import MIB
 from flexserve.systems.agent import run_real
@@ -19,7 +20,8 @@ def runs(tmp_path_factory, smollm2_path, gemma3_path, one_torch_thread):
     root = tmp_path_factory.mktemp("agent")
     store = ModelStore(root / "store", SecureDevice.load_or_create(root / "secure"))
     with DeviceSession(FLEXSERVE, load_profile("rk3588"), store=store,
-                       cache_bytes=512 * MIB, dram_bytes=1024 * MIB) as session:
+                       cache_bytes=512 * MIB, dram_bytes=1024 * MIB,
+                       weight_format=WeightFormat.FLOAT32) as session:  # exact: see test_cache
         yield [run_real(QUIZ, session, SamplingParams(temperature=0.0)) for _ in range(2)]
 
 

@@ -120,3 +120,28 @@ def test_streamed_prefill_gives_the_logits_of_a_whole_forward(smollm2_path: Path
     torch.testing.assert_close(prefill.logits.reshape(-1), whole.reshape(-1), rtol=0, atol=0)
     model = PrefilledModel(prefill)
     assert model.forward(ids, model.new_cache(len(ids) + 4)) is prefill.logits
+
+
+@pytest.mark.parametrize(("weight_format", "max_diff"), [("float32", 1e-3), ("int4", 1.0)])
+def test_a_reused_kv_prefix_gives_the_logits_of_a_full_prefill(smollm2_path: Path,
+                                                               weight_format: str,
+                                                               max_diff: float) -> None:
+    """Exact in float32; with int4 the suffix's few rows take torch's int4 kernel while a long
+    prefill takes the bf16 path, so logits move within the format's own error."""
+    from flexserve.engine.loader import load_model
+    from flexserve.tee.framework.prefill import StreamedPrefill
+
+    loaded = load_model(smollm2_path, weight_format=weight_format)
+    ids = loaded.tokenizer.encode("A conversation's earlier turns are reused: " * 6)
+
+    def logits(prefix=None, reused: int = 0) -> torch.Tensor:
+        prefill = StreamedPrefill(loaded.transformer, ids, len(ids) + 2, prefix, reused)
+        for group in loaded.groups:
+            prefill.run_group(group.name)
+        return prefill, prefill.logits.reshape(-1)
+
+    full_prefill, full = logits()
+    kv = full_prefill.cache.export_bytes(len(ids))
+    _, reused = logits((kv, len(ids)), len(ids) - 1)
+    assert float((full - reused).abs().max()) < max_diff
+    assert int(full.argmax()) == int(reused.argmax())

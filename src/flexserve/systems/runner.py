@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flexserve.catalog import CatalogEntry, ModelKind, resolve
+from flexserve.engine.matrix import DEFAULT_WEIGHT_FORMAT, WeightFormat
 from flexserve.engine.sampling import SamplingParams
 from flexserve.errors import ConfigError
 from flexserve.soc.constants import MIB
@@ -68,7 +69,8 @@ def _dram_for(entry: CatalogEntry, cma_bytes: int) -> int:
     return -(-size // (64 * MIB)) * 64 * MIB
 
 
-def framework_options(system: SystemConfig, cache_bytes: int = 0) -> FrameworkOptions:
+def framework_options(system: SystemConfig, cache_bytes: int = 0,
+                      weight_format: WeightFormat = DEFAULT_WEIGHT_FORMAT) -> FrameworkOptions:
     """How the framework TA runs requests for ``system`` (docs/systems.md); ``cache_bytes``
     of Flex-Mem are kept across requests if the system caches."""
     tzasc = system.memory is MemoryKind.CMA
@@ -76,7 +78,8 @@ def framework_options(system: SystemConfig, cache_bytes: int = 0) -> FrameworkOp
         use_npu=system.compute is ComputeUnit.NPU,
         memory=SecureMemoryKind.TZASC if tzasc else SecureMemoryKind.FLEXMEM,
         alloc_upfront=system.alloc_upfront or not system.pipeline,
-        pipeline=system.pipeline, cache_bytes=cache_bytes if system.cache else 0)
+        pipeline=system.pipeline, cache_bytes=cache_bytes if system.cache else 0,
+        weight_format=weight_format)
 
 
 def run_secure(entry: CatalogEntry, prompt: Prompt, params: SamplingParams,

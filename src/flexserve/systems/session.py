@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flexserve.catalog import ModelKind, resolve
+from flexserve.engine.matrix import DEFAULT_WEIGHT_FORMAT, WeightFormat
 from flexserve.engine.sampling import SamplingParams
 from flexserve.errors import ConfigError
 from flexserve.soc.constants import GIB, MIB
@@ -42,7 +43,8 @@ class DeviceSession:
 
     def __init__(self, system: SystemConfig, profile: DeviceProfile, *,
                  store: ModelStore | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 dram_bytes: int = DEFAULT_SESSION_DRAM_BYTES) -> None:
+                 dram_bytes: int = DEFAULT_SESSION_DRAM_BYTES,
+                 weight_format: WeightFormat = DEFAULT_WEIGHT_FORMAT) -> None:
         if not system.secure:
             raise ConfigError(f"{system.label} does not run on the secure device")
         self.system, self.profile = system, profile
@@ -50,7 +52,8 @@ class DeviceSession:
         cma = DEFAULT_CMA_BYTES if system.memory is MemoryKind.CMA else 0
         self.device: Device = boot_device(self.store.root, self.store.device,
                                           dram_bytes=dram_bytes,
-                                          options=framework_options(system, cache_bytes),
+                                          options=framework_options(system, cache_bytes,
+                                                                    weight_format),
                                           cma_bytes=cma)
         self._clients: dict[str, FrameworkClient] = {}
         self._blobs: dict[str, str] = {}

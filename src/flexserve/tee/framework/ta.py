@@ -35,6 +35,7 @@ from flexserve.engine.config import ModelConfig
 from flexserve.engine.generate import Generator
 from flexserve.engine.gguf_file import GGUFFile
 from flexserve.engine.layers import LayerGroup
+from flexserve.engine.matrix import DEFAULT_WEIGHT_FORMAT, WeightFormat
 from flexserve.engine.model import Transformer
 from flexserve.errors import ConfigError, SecurityError
 from flexserve.soc.constants import FRAME_SIZE_BYTES
@@ -79,6 +80,9 @@ class FrameworkOptions:
     alloc_upfront: bool = False
     pipeline: bool = True
     cache_bytes: int = 0
+    #: the engine's weight format (docs/engine.md): ``int4`` is fast; ``float32`` is exact,
+    #: so a reused KV prefix gives bit-for-bit the text of a cold run (docs/cache.md)
+    weight_format: WeightFormat = DEFAULT_WEIGHT_FORMAT
 
     def __post_init__(self) -> None:
         if self.cache_bytes < 0:
@@ -217,10 +221,13 @@ class FrameworkTA(TrustedApplication):
 
     def _request_memory(self, model: OpenModel, kv_key: str) -> _RequestMemory:
         if self.cache is None:
-            return _ColdMemory(self._pool(model), Transformer(model.config))
+            return _ColdMemory(self._pool(model), self._transformer(model))
         units = [(u.name, u.n_bytes) for u in model.sealed.weight_units]
-        resident = self.cache.checkout(model.name, lambda: Transformer(model.config), units)
+        resident = self.cache.checkout(model.name, lambda: self._transformer(model), units)
         return _CachedMemory(self.cache, resident, FlexMemPool(self.services), kv_key)
+
+    def _transformer(self, model: OpenModel) -> Transformer:
+        return Transformer(model.config, self.options.weight_format)
 
     def _pool(self, model: OpenModel) -> SecurePool:
         if self.options.memory is SecureMemoryKind.FLEXMEM:
