@@ -14,17 +14,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """Run torch on one thread: on a small shared host, two threads often lose to one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def smollm2_gguf(smollm2_path: Path):
     from flexserve.engine.gguf_file import GGUFFile
