@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from flexserve.bench.paper import fig1, fig5_6, fig8, fig11, sweep
+from flexserve.bench.paper import fig1, fig2, fig5_6, fig8, fig9, fig11, sweep
 from flexserve.bench.paper.figure import Comparison, Figure
 from flexserve.errors import ConfigError
 from flexserve.timing.profile import load_profile
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-MODULES = (fig5_6, fig11, fig1, fig8, sweep)
+MODULES = (fig5_6, fig11, fig1, fig2, fig8, fig9, sweep)
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,18 @@ def test_a_figure_refuses_ragged_rows() -> None:
         Figure("x", "x", ("a",), (), lambda f, p: None)
     with pytest.raises(ConfigError):
         _ = Comparison("x", 1.0, 0.0, "x", "").ratio
+
+
+def test_fig2_strawman_stages_are_set_beside_tzllm(figures) -> None:
+    labels = [c.label for c in figures["fig2"].comparisons]
+    assert labels == [f"Strawman {c} at 512 tokens" for c in
+                      ("alloc", "io", "decrypt", "init", "compute")]
+    compute = figures["fig2"].comparisons[-1]
+    assert 0.9 < compute.ratio < 1.1  # CPU prefill: the profile's GEMM rate is TZ-LLM's
+
+
+def test_fig9_flexserve_waits_least_in_every_workflow(figures) -> None:
+    rows = figures["fig9"].rows
+    for workflow in dict.fromkeys(r[0] for r in rows):
+        ttft = {r[1]: float(r[4]) for r in rows if r[0] == workflow}
+        assert ttft["flexserve"] < ttft["strawman-opt"] < ttft["strawman"]

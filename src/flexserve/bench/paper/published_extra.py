@@ -20,3 +20,9 @@ ABLATION_CACHING_REDUCTION_PCT = Published(36.59, "%", FLEXSERVE_ABLATION)
 #: Figure 1: allocating 8 GB of secure memory (calibration inputs of the rk3588 profile).
 ALLOC_8GB_FLEXMEM_MS = Published(568.0, "ms", FLEXSERVE_FIG1)
 ALLOC_8GB_CMA_MS = Published(6441.0, "ms", FLEXSERVE_FIG1)
+
+FLEXSERVE_AGENTS = "FlexServe (arXiv 2603.09046) abstract (agent workflows) via FLEXSERVE.md"
+
+#: Figure 9: the largest agent-workflow speedups the paper reports.
+AGENT_MAX_SPEEDUP_VS_STRAWMAN = Published(24.30, "x", FLEXSERVE_AGENTS)
+AGENT_MAX_SPEEDUP_VS_STRAWMAN_OPT = Published(4.05, "x", FLEXSERVE_AGENTS)
