@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from flexserve.bench.paper import fig1, fig2, fig5_6, fig8, fig9, fig11, sweep
+from flexserve.bench.paper import fig1, fig2, fig5_6, fig8, fig9, fig10, fig11, sweep
 from flexserve.bench.paper.figure import Comparison, Figure
 from flexserve.errors import ConfigError
 from flexserve.timing.profile import load_profile
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-MODULES = (fig5_6, fig11, fig1, fig2, fig8, fig9, sweep)
+MODULES = (fig5_6, fig11, fig1, fig2, fig8, fig9, fig10, sweep)
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +98,12 @@ def test_fig9_flexserve_waits_least_in_every_workflow(figures) -> None:
     for workflow in dict.fromkeys(r[0] for r in rows):
         ttft = {r[1]: float(r[4]) for r in rows if r[0] == workflow}
         assert ttft["flexserve"] < ttft["strawman-opt"] < ttft["strawman"]
+
+
+def test_fig10_on_demand_protection_only_ever_lowers_the_overhead(figures) -> None:
+    rows = figures["fig10"].rows
+    always = [float(r[3]) for r in rows]
+    on_demand = [float(r[4]) for r in rows]
+    assert all(o <= a + 1e-9 for o, a in zip(on_demand, always, strict=True))
+    assert on_demand[-1] < on_demand[0]  # rarer requests: stage-2 is off longer
+    assert fig10.switch_cycle_s(load_profile("rk3588")) > 0  # the EL2 hash is priced

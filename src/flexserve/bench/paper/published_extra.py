@@ -26,3 +26,7 @@ FLEXSERVE_AGENTS = "FlexServe (arXiv 2603.09046) abstract (agent workflows) via 
 #: Figure 9: the largest agent-workflow speedups the paper reports.
 AGENT_MAX_SPEEDUP_VS_STRAWMAN = Published(24.30, "x", FLEXSERVE_AGENTS)
 AGENT_MAX_SPEEDUP_VS_STRAWMAN_OPT = Published(4.05, "x", FLEXSERVE_AGENTS)
+
+#: Figure 10: the always-on stage-2 overhead on SQLite (an evaluation result, not an input).
+STAGE2_SQLITE_OVERHEAD_PCT = Published(2.46, "%", "FlexServe (arXiv 2603.09046) Fig. 10 via "
+                                                   "FLEXSERVE.md")

@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 
 import flexserve
-from flexserve.bench.paper import fig1, fig2, fig5_6, fig8, fig9, fig11, sweep
+from flexserve.bench.paper import fig1, fig2, fig5_6, fig8, fig9, fig10, fig11, sweep
 from flexserve.bench.paper.figure import Figure
 from flexserve.bench.paper.report import write_report
 from flexserve.errors import ConfigError
@@ -43,6 +43,7 @@ FIGURES: dict[str, FigureRun] = {
     fig2.NAME: fig2.run,
     fig8.NAME: fig8.run,
     fig9.NAME: fig9.run,
+    fig10.NAME: fig10.run,
     sweep.NAME: sweep.run,
 }
 SEEDS = {fig8.NAME: fig8.SEED, fig11.NAME: fig11.SEED}
