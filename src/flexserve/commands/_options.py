@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from flexserve.catalog import DEFAULT_MODEL
+from flexserve.errors import ConfigError
 
 
 def add_model_option(parser: argparse.ArgumentParser) -> None:
@@ -42,3 +43,14 @@ def sampling_params(args: argparse.Namespace):  # -> SamplingParams
         max_tokens=args.max_tokens,
         stop=tuple(args.stop),
     )
+
+
+def positive_ints(text: str, what: str) -> tuple[int, ...]:
+    """A comma-separated list of integers >= 1 (``what`` names the option in errors)."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"{what} must be positive")
+    return values

@@ -6,18 +6,8 @@ import argparse
 import sys
 
 from flexserve.commands import Command
-from flexserve.commands._options import add_model_option
+from flexserve.commands._options import add_model_option, positive_ints
 from flexserve.errors import ConfigError
-
-
-def _lengths(text: str) -> tuple[int, ...]:
-    try:
-        lengths = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--lengths must be comma-separated integers, got {text!r}") from None
-    if not lengths or min(lengths) < 1:
-        raise ConfigError("--lengths must be positive")
-    return lengths
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +26,9 @@ def _run_engine_suite(args: argparse.Namespace) -> int:
 
     if args.repeats < 1 or args.decode_tokens < 1 or args.threads < 1:
         raise ConfigError("--repeats, --decode-tokens and --threads must be at least 1")
-    config = EngineBenchConfig(args.model, _lengths(args.lengths), args.decode_tokens,
-                               args.repeats, args.threads)
+    lengths = positive_ints(args.lengths, "--lengths")
+    config = EngineBenchConfig(args.model, lengths, args.decode_tokens, args.repeats,
+                               args.threads)
     engines = ["ours"]
     if not args.no_llamacpp and llamacpp_available():
         engines.append("llamacpp")

@@ -7,18 +7,9 @@ import sys
 from pathlib import Path
 
 from flexserve.commands import Command
+from flexserve.commands._options import positive_ints
 from flexserve.errors import ConfigError
 from flexserve.soc.constants import GIB
-
-
-def _ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ConfigError(f"{what} must be positive")
-    return values
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -68,7 +59,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from flexserve.ui.progress import ProgressBar
 
     profile = load_profile(args.profile)
-    models, lengths = _names(args.models), _ints(args.lengths, "--lengths")
+    models, lengths = _names(args.models), positive_ints(args.lengths, "--lengths")
     systems = list(SYSTEMS.values())
     if args.checkpointed_init:
         systems = ttft.with_checkpointed_init(systems)
@@ -163,7 +154,7 @@ def run_reclaim(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     rows = [[str(r.asked_mib), f"{r.returned_mib:.0f}", str(r.layers),
              f"{r.device_s * 1e3:.1f}", f"{r.mib_per_s:.0f}"]
-            for r in reclaim_costs(profile, _ints(args.mib, "--mib"))]
+            for r in reclaim_costs(profile, positive_ints(args.mib, "--mib"))]
     print(f"rsmem_reclaim of cached weights, modeled on {profile.name} (scrub, stage-2 "
           "re-insert, buddy free)")
     print(format_table(["asked MiB", "returned MiB", "layers", "device ms", "MiB/s"], rows))
