@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flexserve.monitor.ledger import FrameLedger
-from flexserve.soc.constants import FRAME_SIZE_BYTES
+from flexserve.soc.constants import FRAME_SIZE_BYTES, frame_rounded_bytes
 from flexserve.soc.memory import PhysicalMemory
 from flexserve.soc.stage2 import PA_DTYPE, PERM_DTYPE, Stage2Table
 
@@ -55,13 +55,9 @@ def _fields(dram_frames: int, ipa_pages: int) -> list[_Field]:
     ]
 
 
-def _page_round(size_bytes: int) -> int:
-    return -(-size_bytes // FRAME_SIZE_BYTES) * FRAME_SIZE_BYTES
-
-
 def el2_region_frames(dram_frames: int, ipa_pages: int) -> int:
     """Frames the EL2 region needs for a device of this size."""
-    total = sum(_page_round(f.count * np.dtype(f.dtype).itemsize)
+    total = sum(frame_rounded_bytes(f.count * np.dtype(f.dtype).itemsize)
                 for f in _fields(dram_frames, ipa_pages))
     return total // FRAME_SIZE_BYTES
 
@@ -89,7 +85,7 @@ class El2Region:
             size = f.count * np.dtype(f.dtype).itemsize
             self.views[f.name] = self.buffer[offset:offset + size].view(f.dtype)
             self.offsets_bytes[f.name] = offset
-            offset += _page_round(size)
+            offset += frame_rounded_bytes(size)
         self.views["code"][:] = _code_image()
         self.header = self.views["header"]
         self.header[Header.MAGIC] = EL2_MAGIC

@@ -13,6 +13,11 @@ U64_LIMIT = 1 << 64
 NO_FRAME = -1
 
 
+def frame_rounded_bytes(size_bytes: int) -> int:
+    """``size_bytes`` rounded up to whole 4 KiB frames."""
+    return -(-size_bytes // FRAME_SIZE_BYTES) * FRAME_SIZE_BYTES
+
+
 def pages_spanned(addr: int, size_bytes: int) -> tuple[int, int]:
     """First page number and page count of the byte range ``[addr, addr + size_bytes)``."""
     if size_bytes <= 0:

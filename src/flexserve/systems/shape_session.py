@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from flexserve.catalog.shapes import PAPER_MODELS, layer_sizes
 from flexserve.engine.config import ModelConfig
 from flexserve.errors import ConfigError
-from flexserve.soc.constants import FRAME_SIZE_BYTES
+from flexserve.soc.constants import frame_rounded_bytes
 from flexserve.systems.config import SystemConfig
 from flexserve.systems.schedule import SystemTiming, time_request
 from flexserve.systems.shape_plan import shape_trace, with_resident_prefix
@@ -54,8 +54,7 @@ def _shape(model: str) -> ModelConfig:
 
 
 def page_rounded_layer_bytes(shape: ModelConfig) -> tuple[int, ...]:
-    return tuple(-(-layer.q8_0_bytes // FRAME_SIZE_BYTES) * FRAME_SIZE_BYTES
-                 for layer in layer_sizes(shape))
+    return tuple(frame_rounded_bytes(layer.q8_0_bytes) for layer in layer_sizes(shape))
 
 
 class ShapeSession:

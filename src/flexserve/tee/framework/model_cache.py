@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flexserve.engine.model import Transformer
-from flexserve.soc.constants import FRAME_SIZE_BYTES
+from flexserve.soc.constants import FRAME_SIZE_BYTES, frame_rounded_bytes
 from flexserve.tee.framework.cache_policy import (
     CachePolicyConfig,
     ModelDemand,
@@ -109,7 +109,7 @@ class ModelCache:
         model = self.models.get(name)
         if model is None:
             names = tuple(n for n, _ in layers)
-            sizes = tuple(-(-b // FRAME_SIZE_BYTES) * FRAME_SIZE_BYTES for _, b in layers)
+            sizes = tuple(frame_rounded_bytes(b) for _, b in layers)
             model = ResidentModel(name, new_transformer(), names, sizes)
             self.models[name] = model
         self.in_flight.add(name)
@@ -146,7 +146,7 @@ class ModelCache:
         assert self.kv is not None
         self.kv.drop(key)
         room = self.cap_bytes - self.resident_bytes
-        if -(-len(data) // FRAME_SIZE_BYTES) * FRAME_SIZE_BYTES <= room:
+        if frame_rounded_bytes(len(data)) <= room:
             self.kv.save(key, token_ids, data, model)
 
     def drop_request(self, model: ResidentModel, loaded: dict[str, SecureAllocation]) -> None:

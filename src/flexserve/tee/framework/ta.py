@@ -38,7 +38,7 @@ from flexserve.engine.layers import LayerGroup
 from flexserve.engine.matrix import DEFAULT_WEIGHT_FORMAT, WeightFormat
 from flexserve.engine.model import Transformer
 from flexserve.errors import ConfigError, SecurityError
-from flexserve.soc.constants import FRAME_SIZE_BYTES
+from flexserve.soc.constants import frame_rounded_bytes
 from flexserve.tee.framework.cache_policy import CachePolicyConfig
 from flexserve.tee.framework.files import FileRpc, ServiceBlobReader
 from flexserve.tee.framework.kv_store import FileWriter, KvStore
@@ -232,7 +232,7 @@ class FrameworkTA(TrustedApplication):
     def _pool(self, model: OpenModel) -> SecurePool:
         if self.options.memory is SecureMemoryKind.FLEXMEM:
             return FlexMemPool(self.services)
-        upfront = sum(_frame_bytes(u.n_bytes) for u in model.sealed.weight_units)
+        upfront = sum(frame_rounded_bytes(u.n_bytes) for u in model.sealed.weight_units)
         return TzascPool(self.services,
                          upfront_bytes=upfront if self.options.alloc_upfront else None)
 
@@ -356,10 +356,6 @@ def _kv_of(prefill: StreamedPrefill, prompt_ids: list[int],
     if not length:
         return None
     return (list(prompt_ids) + list(generated))[:length], prefill.cache.export_bytes(length)
-
-
-def _frame_bytes(n_bytes: int) -> int:
-    return -(-n_bytes // FRAME_SIZE_BYTES) * FRAME_SIZE_BYTES
 
 
 def _blob_name(data: bytes) -> str:
