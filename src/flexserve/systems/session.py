@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flexserve.catalog import ModelKind, resolve
+from flexserve.catalog.servable import stored_model
 from flexserve.engine.matrix import DEFAULT_WEIGHT_FORMAT, WeightFormat
 from flexserve.engine.sampling import SamplingParams
 from flexserve.errors import ConfigError
@@ -79,11 +79,7 @@ class DeviceSession:
 
     def _client(self, model: str) -> FrameworkClient:
         if model not in self._clients:
-            entry = resolve(model)
-            if entry.path is None:
-                raise ConfigError(f"{entry.name} is shape-only: it has no weights to run")
-            name = str(entry.path) if entry.kind is ModelKind.FILE else entry.name
-            stored = self.store.ensure_catalog(name)
+            stored = stored_model(self.store, model)
             client = FrameworkClient(self.device)
             client.open_model(stored.path.name)
             self._clients[model] = client
