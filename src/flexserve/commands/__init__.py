@@ -16,10 +16,10 @@ class Command:
 
 
 def _table() -> tuple[Command, ...]:
-    from flexserve.commands import agent, bench, chat, generate, models, run, seal
+    from flexserve.commands import agent, bench, chat, generate, models, run, seal, serve
 
     return (generate.COMMAND, chat.COMMAND, run.COMMAND, agent.COMMAND, models.COMMAND,
-            seal.COMMAND, bench.COMMAND)
+            seal.COMMAND, bench.COMMAND, serve.COMMAND)
 
 
 COMMANDS: tuple[Command, ...] = _table()
