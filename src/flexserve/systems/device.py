@@ -27,10 +27,14 @@ from flexserve.tee.framework import (
     CMD_CLOSE_MODEL,
     CMD_GENERATE,
     CMD_OPEN_MODEL,
+    CMD_STREAM_BEGIN,
+    CMD_STREAM_CANCEL,
+    CMD_STREAM_NEXT,
     FrameworkOptions,
     FrameworkTA,
     GenerateAnswer,
     GenerateRequest,
+    StreamChunk,
 )
 from flexserve.tee.framework.meter import WorkMeter
 from flexserve.tee.gp import ParamType
@@ -111,6 +115,23 @@ class FrameworkClient:
             ClientParam(ParamType.MEMREF_INPUT, data=request.encode()),
             ClientParam(ParamType.MEMREF_OUTPUT, size_bytes=MAX_ANSWER_BYTES)])
         return GenerateAnswer.decode(out[1].data)
+
+    def stream_begin(self, request: GenerateRequest) -> StreamChunk:
+        """Prefill ``request``; returns the chunk of its first token."""
+        out = self.client.invoke(self.session, CMD_STREAM_BEGIN, [
+            ClientParam(ParamType.MEMREF_INPUT, data=request.encode()),
+            ClientParam(ParamType.MEMREF_OUTPUT, size_bytes=MAX_ANSWER_BYTES)])
+        return StreamChunk.decode(out[1].data)
+
+    def stream_next(self, max_tokens: int) -> StreamChunk:
+        """Decode up to ``max_tokens`` more tokens of the running stream."""
+        out = self.client.invoke(self.session, CMD_STREAM_NEXT, [
+            ClientParam(ParamType.VALUE_INPUT, a=max_tokens),
+            ClientParam(ParamType.MEMREF_OUTPUT, size_bytes=MAX_ANSWER_BYTES)])
+        return StreamChunk.decode(out[1].data)
+
+    def stream_cancel(self) -> None:
+        self.client.invoke(self.session, CMD_STREAM_CANCEL)
 
     def close_model(self) -> None:
         self.client.invoke(self.session, CMD_CLOSE_MODEL)

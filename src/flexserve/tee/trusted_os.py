@@ -27,6 +27,7 @@ import numpy as np
 
 from flexserve.errors import (
     ConfigError,
+    ContextOverflowError,
     FlexServeError,
     OutOfMemoryError,
     SecurityError,
@@ -124,6 +125,7 @@ _RESULT_OF_ERROR: tuple[tuple[type[FlexServeError], TeeResult], ...] = (
     (SecurityError, TeeResult.ERROR_SECURITY),
     (OutOfMemoryError, TeeResult.ERROR_OUT_OF_MEMORY),
     (ConfigError, TeeResult.ERROR_BAD_PARAMETERS),
+    (ContextOverflowError, TeeResult.ERROR_EXCESS_DATA),  # the prompt does not fit
 )
 
 

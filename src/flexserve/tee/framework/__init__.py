@@ -6,10 +6,14 @@ frames; every stage is recorded for the timing model (:mod:`.trace`).
 """
 
 from flexserve.tee.framework.request import GenerateAnswer, GenerateRequest
+from flexserve.tee.framework.stream import StreamChunk
 from flexserve.tee.framework.ta import (
     CMD_CLOSE_MODEL,
     CMD_GENERATE,
     CMD_OPEN_MODEL,
+    CMD_STREAM_BEGIN,
+    CMD_STREAM_CANCEL,
+    CMD_STREAM_NEXT,
     FrameworkOptions,
     FrameworkTA,
 )
@@ -19,6 +23,9 @@ __all__ = [
     "CMD_CLOSE_MODEL",
     "CMD_GENERATE",
     "CMD_OPEN_MODEL",
+    "CMD_STREAM_BEGIN",
+    "CMD_STREAM_CANCEL",
+    "CMD_STREAM_NEXT",
     "FrameworkOptions",
     "FrameworkTA",
     "GenerateAnswer",
@@ -27,4 +34,5 @@ __all__ = [
     "RequestTrace",
     "Stage",
     "StageKind",
+    "StreamChunk",
 ]

@@ -4,40 +4,50 @@ Commands (GlobalPlatform parameters):
 
 - ``CMD_OPEN_MODEL``: memref in = the sealed blob's flash file name. Verifies the header and
   manifest, decrypts the GGUF index, builds the config and the tokenizer (no weights yet).
-- ``CMD_GENERATE``: memref in = a :class:`GenerateRequest` (JSON), memref out = a
-  :class:`GenerateAnswer`. Streams every layer through the pipeline (alloc, load, decrypt,
-  install) and runs the prompt through it as the layers arrive, then decodes. Without a
-  cache, afterwards (or on any failure) every frame is scrubbed and handed back; with one
-  (``FrameworkOptions.cache_bytes``, docs/cache.md) the planned layers and the session's KV
-  cache stay in Flex-Mem for the next request, and the normal world can take them back with
-  ``rsmem_reclaim``.
+- ``CMD_STREAM_BEGIN``: memref in = a :class:`GenerateRequest` (JSON), memref out = the first
+  :class:`StreamChunk` (the first sampled token). Streams every layer through the pipeline
+  (alloc, load, decrypt, install) and runs the prompt through it as the layers arrive; the
+  prefilled request then stays in the session (:class:`RequestStream`). One stream per session:
+  a second BEGIN (or GENERATE) while one runs is ``ERROR_BAD_STATE``.
+- ``CMD_STREAM_NEXT``: value in ``a`` = how many tokens to decode now (1..``MAX_STEP_TOKENS``),
+  memref out = the next :class:`StreamChunk`; the chunk whose ``finish_reason`` is set ends
+  the request. No stream: ``ERROR_BAD_STATE``.
+- ``CMD_STREAM_CANCEL``: end the session's stream now (nothing running: nothing to do). It ends
+  as a finished request does: without a cache every frame is scrubbed and handed back; with
+  one (``FrameworkOptions.cache_bytes``, docs/cache.md) the planned layers and the KV cache
+  of the tokens so far are checked in, and the normal world can take them back with
+  ``rsmem_reclaim``. Closing the model or the session cancels its stream too.
+- ``CMD_GENERATE``: memref in = a :class:`GenerateRequest`, memref out = a
+  :class:`GenerateAnswer`: BEGIN, then NEXT until the request finishes, in one invocation.
 - ``CMD_CLOSE_MODEL``: forget the open model.
 
 Any verification failure ends the request with the one generic ``SecurityError`` (the
 trusted OS turns it into ``ERROR_SECURITY``) after everything decrypted so far has been
-scrubbed and released. ``last_trace`` keeps the stage record of the last request for the
-timing model.
+scrubbed and released. A prompt plus ``max_tokens`` beyond the context is
+``ContextOverflowError`` (``ERROR_EXCESS_DATA``), any other bad input ``ConfigError``
+(``ERROR_BAD_PARAMETERS``). ``last_trace`` is the stage record of the last request begun, for
+the timing model; it is complete (generated tokens included) once that request has ended.
 
 Matrix work on the Flex-NPU: the engine's arithmetic runs on the host, but the TA takes the
-NPU into secure mode (``npu_acquire``) for the compute and gives it back (``npu_release``),
-so the mode switches are real monitor calls; the jobs it would submit are counted.
+NPU into secure mode (``npu_acquire``) for the compute and gives it back (``npu_release``)
+before each invocation returns, so the mode switches are real monitor calls and the normal
+world has its NPU between the steps of a stream; the jobs it would submit are counted.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from flexserve.engine.config import ModelConfig
-from flexserve.engine.generate import Generator
 from flexserve.engine.gguf_file import GGUFFile
 from flexserve.engine.layers import LayerGroup
 from flexserve.engine.matrix import DEFAULT_WEIGHT_FORMAT, WeightFormat
 from flexserve.engine.model import Transformer
-from flexserve.errors import ConfigError, SecurityError
+from flexserve.errors import ConfigError, ContextOverflowError, SecurityError
 from flexserve.soc.constants import frame_rounded_bytes
 from flexserve.tee.framework.cache_policy import CachePolicyConfig
 from flexserve.tee.framework.files import FileRpc, ServiceBlobReader
@@ -49,10 +59,17 @@ from flexserve.tee.framework.memory import (
     TzascPool,
 )
 from flexserve.tee.framework.meter import WorkMeter
-from flexserve.tee.framework.model_cache import ModelCache, ResidentModel
+from flexserve.tee.framework.model_cache import ModelCache
 from flexserve.tee.framework.pipeline import LayerLoader
-from flexserve.tee.framework.prefill import PrefilledModel, StreamedPrefill
+from flexserve.tee.framework.prefill import StreamedPrefill
 from flexserve.tee.framework.request import GenerateAnswer, GenerateRequest
+from flexserve.tee.framework.request_memory import (
+    CachedMemory,
+    ColdMemory,
+    NpuHold,
+    RequestMemory,
+)
+from flexserve.tee.framework.stream import RequestStream
 from flexserve.tee.framework.trace import LayerTrace, RequestTrace, Stage, StageKind
 from flexserve.tee.gp import Origin, ParamType, TeeError, TeeResult
 from flexserve.tee.sealing import SealedModel, SecureDevice
@@ -61,6 +78,10 @@ from flexserve.tee.ta import TaParam, TrustedApplication, expect_types
 CMD_OPEN_MODEL = 1
 CMD_GENERATE = 2
 CMD_CLOSE_MODEL = 3
+CMD_STREAM_BEGIN = 4
+CMD_STREAM_NEXT = 5
+CMD_STREAM_CANCEL = 6
+MAX_STEP_TOKENS = 1 << 16
 CHAT_TEMPLATE_KEY = "tokenizer.chat_template"
 MAX_NAME_BYTES = 256
 
@@ -109,7 +130,7 @@ class FrameworkSession:
     #: client's tokens, so prefix reuse is no side channel between apps.
     kv_owner: int = 0
     model: OpenModel | None = None
-    traces: list[RequestTrace] = field(default_factory=list)
+    stream: RequestStream | None = None  # the request running between invocations
 
 
 class FrameworkTA(TrustedApplication):
@@ -118,7 +139,9 @@ class FrameworkTA(TrustedApplication):
     def __init__(self, services: Any) -> None:
         super().__init__(services)
         self.commands = {CMD_OPEN_MODEL: self.open_model, CMD_GENERATE: self.generate,
-                         CMD_CLOSE_MODEL: self.close_model}
+                         CMD_CLOSE_MODEL: self.close_model,
+                         CMD_STREAM_BEGIN: self.stream_begin, CMD_STREAM_NEXT: self.stream_next,
+                         CMD_STREAM_CANCEL: self.stream_cancel}
         self.device: SecureDevice | None = None
         self.files: FileRpc | None = None
         self.meter = WorkMeter({"secure": lambda: services.port.work})
@@ -179,52 +202,97 @@ class FrameworkTA(TrustedApplication):
 
     def generate(self, session: FrameworkSession, params: list[TaParam]) -> None:
         expect_types(params, ParamType.MEMREF_INPUT, ParamType.MEMREF_OUTPUT)
-        model = session.model
-        if model is None:
-            raise TeeError(TeeResult.ERROR_BAD_STATE, Origin.TRUSTED_APP)
-        request = GenerateRequest.decode(params[0].input_bytes())
-        answer = self._generate(model, request, f"{model.name}#{session.kv_owner}")
+        stream = self._begin(session, GenerateRequest.decode(params[0].input_bytes()))
+        try:
+            chunks = [stream.step(1)]
+            while chunks[-1].finish_reason is None:
+                chunks.append(stream.step(MAX_STEP_TOKENS))
+        finally:
+            session.stream = None
+            stream.cancel()  # a no-op once finished; never leaves the request half-owned
+        last = chunks[-1]
+        assert last.finish_reason is not None
+        answer = GenerateAnswer("".join(c.text for c in chunks), last.finish_reason,
+                                last.prompt_tokens, last.completion_tokens)
         params[1].set_output(answer.encode())
 
+    def stream_begin(self, session: FrameworkSession, params: list[TaParam]) -> None:
+        expect_types(params, ParamType.MEMREF_INPUT, ParamType.MEMREF_OUTPUT)
+        stream = self._begin(session, GenerateRequest.decode(params[0].input_bytes()))
+        self._step(session, stream, 1, params[1])
+
+    def stream_next(self, session: FrameworkSession, params: list[TaParam]) -> None:
+        expect_types(params, ParamType.VALUE_INPUT, ParamType.MEMREF_OUTPUT)
+        tokens, _ = params[0].value()
+        if not 1 <= tokens <= MAX_STEP_TOKENS:
+            raise TeeError(TeeResult.ERROR_BAD_PARAMETERS, Origin.TRUSTED_APP)
+        if session.stream is None:
+            raise TeeError(TeeResult.ERROR_BAD_STATE, Origin.TRUSTED_APP)
+        self._step(session, session.stream, tokens, params[1])
+
+    def stream_cancel(self, session: FrameworkSession, params: list[TaParam]) -> None:
+        expect_types(params)
+        self._cancel(session)
+
     # ----- the request -----
-    def _generate(self, model: OpenModel, request: GenerateRequest,
-                  kv_key: str) -> GenerateAnswer:
+    def _begin(self, session: FrameworkSession, request: GenerateRequest) -> RequestStream:
+        """Validate, prefill and keep the request as the session's stream."""
+        model = session.model
+        if model is None or session.stream is not None:
+            raise TeeError(TeeResult.ERROR_BAD_STATE, Origin.TRUSTED_APP)
         sampling = request.sampling_params()
         prompt_ids = _prompt_ids(model, request)
         capacity_tokens = len(prompt_ids) + sampling.max_tokens
         if capacity_tokens > model.config.context_length:
-            raise ConfigError("the prompt plus max_tokens exceed the model's context")
+            raise ContextOverflowError("the prompt plus max_tokens exceed the model's context")
         init, model.init_stages = model.init_stages, []  # paid once per opened model
         trace = RequestTrace(model.name, model.config, init_stages=init,
                              prompt_tokens=len(prompt_ids))
         self.last_trace = trace
-        memory = self._request_memory(model, kv_key)
-        npu = _NpuHold(self.services, self.options.use_npu)
+        memory = self._request_memory(model, f"{model.name}#{session.kv_owner}")
+        npu = NpuHold(self.services, self.options.use_npu)
         try:
             prefix = memory.prefix(model.name, prompt_ids, trace)
             prefill = self._stream_layers(model, prompt_ids, capacity_tokens, memory, npu,
                                           trace, prefix)
-            result = Generator(PrefilledModel(prefill), model.tokenizer).generate(
-                prompt_ids, sampling)
-            trace.generated_tokens = result.n_generated_tokens
+            stream = RequestStream(trace, memory, npu, prefill, model.tokenizer, sampling)
         except SecurityError:
+            npu.release(trace)
             memory.failed()
             raise SecurityError() from None
         except BaseException:
+            npu.release(trace)
             memory.failed()
             raise
-        finally:
-            npu.release(trace)
-        memory.done(len(prompt_ids), trace, _kv_of(prefill, prompt_ids, result.token_ids))
-        return GenerateAnswer(result.text, result.finish_reason, result.n_prompt_tokens,
-                              result.n_generated_tokens)
+        session.stream = stream
+        return stream
 
-    def _request_memory(self, model: OpenModel, kv_key: str) -> _RequestMemory:
+    def _step(self, session: FrameworkSession, stream: RequestStream, tokens: int,
+              out: TaParam) -> None:
+        """One invocation's decoding; the stream leaves the session when it ends."""
+        try:
+            chunk = stream.step(tokens)
+        finally:
+            stream.pause()
+            if stream.ended:
+                session.stream = None
+        try:
+            out.set_output(chunk.encode())
+        except TeeError:
+            self._cancel(session)  # a chunk the client cannot take ends the request
+            raise
+
+    def _cancel(self, session: FrameworkSession) -> None:
+        stream, session.stream = session.stream, None
+        if stream is not None:
+            stream.cancel()
+
+    def _request_memory(self, model: OpenModel, kv_key: str) -> RequestMemory:
         if self.cache is None:
-            return _ColdMemory(self._pool(model), self._transformer(model))
+            return ColdMemory(self._pool(model), self._transformer(model))
         units = [(u.name, u.n_bytes) for u in model.sealed.weight_units]
         resident = self.cache.checkout(model.name, lambda: self._transformer(model), units)
-        return _CachedMemory(self.cache, resident, FlexMemPool(self.services), kv_key)
+        return CachedMemory(self.cache, resident, FlexMemPool(self.services), kv_key)
 
     def _transformer(self, model: OpenModel) -> Transformer:
         return Transformer(model.config, self.options.weight_format)
@@ -237,7 +305,7 @@ class FrameworkTA(TrustedApplication):
                          upfront_bytes=upfront if self.options.alloc_upfront else None)
 
     def _stream_layers(self, model: OpenModel, prompt_ids: list[int], capacity_tokens: int,
-                       memory: _RequestMemory, npu: _NpuHold, trace: RequestTrace,
+                       memory: RequestMemory, npu: NpuHold, trace: RequestTrace,
                        prefix: tuple[tuple[bytes, int], int] | None) -> StreamedPrefill:
         kv, reused = prefix if prefix is not None else (None, 0)
         prefill = StreamedPrefill(memory.transformer, prompt_ids, capacity_tokens, kv, reused)
@@ -255,7 +323,7 @@ class FrameworkTA(TrustedApplication):
             self._compute(prefill, item, npu, trace)
         return prefill
 
-    def _compute(self, prefill: StreamedPrefill, item: tuple[str, LayerTrace], npu: _NpuHold,
+    def _compute(self, prefill: StreamedPrefill, item: tuple[str, LayerTrace], npu: NpuHold,
                  trace: RequestTrace) -> None:
         name, layer = item
         before = self.meter.snapshot()
@@ -266,96 +334,10 @@ class FrameworkTA(TrustedApplication):
                                   requests=jobs, work=self.meter.since(before)))
 
     def _close(self, session: FrameworkSession) -> None:
+        self._cancel(session)
         if session.model is not None:
             session.model.sealed.close()
             session.model = None
-
-
-class _ColdMemory:
-    """No cache: the request's layers live in its own pool and go when it ends."""
-
-    def __init__(self, pool: SecurePool, transformer: Transformer) -> None:
-        self.pool, self.transformer = pool, transformer
-
-    def is_resident(self, layer: str) -> bool:
-        return False
-
-    def prefix(self, model: str, prompt_ids: list[int], trace: RequestTrace) -> None:
-        return None
-
-    def done(self, prompt_tokens: int, trace: RequestTrace,
-             kv: tuple[list[int], bytes] | None = None) -> None:
-        self.pool.release_all()
-
-    def failed(self) -> None:
-        self.pool.release_all()
-
-
-class _CachedMemory:
-    """Resident layers are reused; what the request loads is offered to the cache."""
-
-    def __init__(self, cache: ModelCache, resident: ResidentModel, pool: FlexMemPool,
-                 kv_key: str) -> None:
-        self.cache, self.resident, self.pool, self.kv_key = cache, resident, pool, kv_key
-        self.transformer = resident.transformer
-
-    def is_resident(self, layer: str) -> bool:
-        return self.cache.is_resident(self.resident, layer)
-
-    def prefix(self, model: str, prompt_ids: list[int],
-               trace: RequestTrace) -> tuple[tuple[bytes, int], int] | None:
-        """A kept KV cache whose tokens start the prompt: (its bytes and tokens, reused)."""
-        kv = self.cache.kv
-        found = kv.match(self.kv_key, prompt_ids) if kv is not None else None
-        if found is None:
-            return None
-        entry, reused = found
-        if not entry.resident:
-            trace.kv_restored_bytes = entry.n_bytes + 16  # ciphertext and tag, read back
-        trace.reused_prompt_tokens = reused
-        assert kv is not None
-        stored = len(entry.token_ids)
-        return (kv.take(entry), stored), reused
-
-    def done(self, prompt_tokens: int, trace: RequestTrace,
-             kv: tuple[list[int], bytes] | None = None) -> None:
-        restored = sum(layer.ciphertext_bytes for layer in trace.layers if not layer.resident)
-        self.cache.checkin(self.resident, self.pool.take_all(), prompt_tokens, restored,
-                           (self.kv_key, *kv) if kv is not None else None)
-
-    def failed(self) -> None:
-        self.cache.drop_request(self.resident, self.pool.take_all())
-
-
-_RequestMemory = _ColdMemory | _CachedMemory
-
-
-class _NpuHold:
-    """The Flex-NPU in secure mode for this TA while the request computes."""
-
-    def __init__(self, services: Any, enabled: bool) -> None:
-        self.services, self.enabled, self.held = services, enabled, False
-
-    def acquire(self, trace: RequestTrace) -> None:
-        if self.enabled and not self.held:
-            record = self.services.port.npu_acquire(self.services.owner)
-            trace.npu_mode_switches += max(1, record.npu_mode_switches)
-            self.held = True
-
-    def release(self, trace: RequestTrace) -> None:
-        if self.held:
-            record = self.services.port.npu_release(self.services.owner)
-            trace.npu_mode_switches += max(1, record.npu_mode_switches)
-            self.held = False
-
-
-def _kv_of(prefill: StreamedPrefill, prompt_ids: list[int],
-           generated: tuple[int, ...]) -> tuple[list[int], bytes] | None:
-    """The token ids whose KV the request's cache holds, and that KV's bytes."""
-    length = prefill.cache.length
-    if not length:
-        return None
-    return (list(prompt_ids) + list(generated))[:length], prefill.cache.export_bytes(length)
 
 
 def _blob_name(data: bytes) -> str:
@@ -368,12 +350,13 @@ def _blob_name(data: bytes) -> str:
 
 
 def _prompt_ids(model: OpenModel, request: GenerateRequest) -> list[int]:
-    if request.raw or CHAT_TEMPLATE_KEY not in model.meta.metadata:
+    has_template = CHAT_TEMPLATE_KEY in model.meta.metadata
+    if request.messages is None and (request.raw or not has_template):
         return model.tokenizer.encode(request.prompt)
+    if not has_template:
+        raise ConfigError("this model has no chat template to render messages with")
     from flexserve.engine.chat_template import ChatTemplate
 
     template = ChatTemplate.from_metadata(model.meta.metadata)
-    messages = [{"role": "system", "content": request.system}] if request.system else []
-    messages.append({"role": "user", "content": request.prompt})
-    text = template.render(messages, add_generation_prompt=True)
+    text = template.render(request.conversation(), add_generation_prompt=True)
     return model.tokenizer.encode_prompt(text)
