@@ -92,7 +92,12 @@ def decode_tokens_per_s(shape: ModelConfig, prompt_tokens: int, tokens: int,
                         system: SystemConfig, profile: DeviceProfile) -> float:
     """Mean decode rate over ``tokens`` steps after a prompt of ``prompt_tokens``."""
     steps = max(1, tokens)
-    total_s = sum(compute.decode_token_s(shape, prompt_tokens + k, system.compute, profile,
-                                         npu_jobs_per_layer=system.npu_jobs_per_layer)
-                  for k in range(steps))
-    return steps / total_s
+    return steps / decode_s(shape, prompt_tokens, steps, system, profile)
+
+
+def decode_s(shape: ModelConfig, context_tokens: int, tokens: int, system: SystemConfig,
+             profile: DeviceProfile) -> float:
+    """Device time of ``tokens`` decode steps, the first with ``context_tokens`` in the cache."""
+    return sum(compute.decode_token_s(shape, context_tokens + k, system.compute, profile,
+                                      npu_jobs_per_layer=system.npu_jobs_per_layer)
+               for k in range(tokens))
