@@ -33,7 +33,7 @@ def test_models_lists_bundled_and_shape_only(capsys: pytest.CaptureFixture[str])
     code, out, _ = run_cli(capsys, "models")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "ARCH", "PARAMS", "QUANT", "SIZE", "KIND"]
+    assert lines[0].split() == ["NAME", "ARCH", "PARAMS", "QUANT", "SIZE", "KIND", "STORE"]
     by_name = {line.split()[0]: line for line in lines[1:]}
     assert "shape-only" in by_name["llama3.1-8b"]
     assert "Q8_0" in by_name["qwen3-8b"]

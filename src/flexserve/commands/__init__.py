@@ -16,10 +16,21 @@ class Command:
 
 
 def _table() -> tuple[Command, ...]:
-    from flexserve.commands import agent, bench, chat, generate, models, run, seal, serve
+    from flexserve.commands import (
+        agent,
+        bench,
+        chat,
+        generate,
+        import_model,
+        models,
+        rm,
+        run,
+        seal,
+        serve,
+    )
 
     return (generate.COMMAND, chat.COMMAND, run.COMMAND, agent.COMMAND, models.COMMAND,
-            seal.COMMAND, bench.COMMAND, serve.COMMAND)
+            seal.COMMAND, import_model.COMMAND, rm.COMMAND, bench.COMMAND, serve.COMMAND)
 
 
 COMMANDS: tuple[Command, ...] = _table()

@@ -17,6 +17,11 @@ def load_for_generation(name_or_path: str):  # -> LoadedModel
     from flexserve.engine.loader import load_model
 
     entry = resolve(name_or_path)
+    if entry.imported is not None:
+        raise ModelError(
+            f"{entry.name} is an imported model: its weights exist only sealed for the device; "
+            f"run it there with `flexserve run --model {entry.name}` or `flexserve serve`"
+        )
     if entry.path is None:
         raise ModelError(
             f"{entry.name} is a shape-only model (no weights); it can be timed with "

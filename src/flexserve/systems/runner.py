@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flexserve.catalog import CatalogEntry, ModelKind, resolve
+from flexserve.catalog.servable import stored_model
 from flexserve.engine.matrix import DEFAULT_WEIGHT_FORMAT, WeightFormat
 from flexserve.engine.sampling import SamplingParams
 from flexserve.errors import ConfigError
@@ -85,10 +86,10 @@ def framework_options(system: SystemConfig, cache_bytes: int = 0,
 def run_secure(entry: CatalogEntry, prompt: Prompt, params: SamplingParams,
                options: FrameworkOptions, *, store: ModelStore | None = None) -> SecureRun:
     """The request through the framework TA on a fresh device; the answer and its trace."""
-    if entry.path is None:
+    if not entry.has_weights:
         raise ConfigError(f"{entry.name} is shape-only: it has no weights to run")
     store = store or ModelStore.default()
-    stored = store.ensure_catalog(str(entry.path) if entry.kind is ModelKind.FILE else entry.name)
+    stored = stored_model(store, str(entry.path) if entry.kind is ModelKind.FILE else entry.name)
     cma_bytes = entry.size_bytes + CMA_SLACK_BYTES \
         if options.memory is SecureMemoryKind.TZASC else 0
     device = boot_device(store.root, store.device, dram_bytes=_dram_for(entry, cma_bytes),
@@ -122,7 +123,7 @@ def run_systems(model: str, systems: list[SystemConfig], profile: DeviceProfile,
                 prompt_tokens: int | None = None) -> list[SystemRun]:
     """Run the request on each system: text where the model has weights, time always."""
     entry = resolve(model)
-    if entry.path is None:
+    if not entry.has_weights:
         return _shape_only(entry, systems, profile, params, prompt_tokens)
     if prompt is None:
         raise ConfigError("a model with weights needs a prompt")
@@ -141,10 +142,13 @@ def run_systems(model: str, systems: list[SystemConfig], profile: DeviceProfile,
 def _functional(entry: CatalogEntry, system: SystemConfig, prompt: Prompt,
                 params: SamplingParams) -> SystemRun:
     """One functional run; its timing field is filled by the caller per system."""
-    assert entry.path is not None
     if system.secure:
         run = run_secure(entry, prompt, params, framework_options(system))
         return SystemRun(system, run.answer, _no_timing(system), run.trace, run.device)
+    if entry.path is None:
+        raise ConfigError(f"{entry.name} is imported: its weights exist only sealed for the "
+                          f"device, so {system.label} (plaintext in the normal world) cannot "
+                          f"run it; choose a secure --system")
     answer = run_plain(entry.path, prompt, params)
     trace = plain_trace(entry.path, answer.prompt_tokens, answer.completion_tokens)
     return SystemRun(system, answer, _no_timing(system), trace)

@@ -1,7 +1,8 @@
 """The model store: a folder of sealed blobs on the (normal-world) flash.
 
-Layout: ``<store>/<name>.v<version>.fxsealed``. The store folder is ordinary untrusted
-storage; everything that must resist the attacker (the HUK, the anti-rollback counters)
+Layout: ``<store>/<name>.v<version>.fxsealed``, and for an imported model a sidecar of
+public facts, ``<store>/<name>.model.json`` (docs/models.md). The store folder is ordinary
+untrusted storage; everything that must resist the attacker (the HUK, the anti-rollback counters)
 lives in the :class:`SecureDevice` directory, which may not overlap it.
 
 Defaults: ``$FLEXSERVE_HOME/store`` and ``$FLEXSERVE_HOME/secure``, with
@@ -26,8 +27,13 @@ from flexserve.tee.sealing.unsealer import SealedModel
 
 HOME_ENV = "FLEXSERVE_HOME"
 BLOB_SUFFIX = ".fxsealed"
+SIDECAR_SUFFIX = ".model.json"
+STAGING_SUFFIX = ".staged"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _BLOB_RE = re.compile(r"^(?P<name>.+)\.v(?P<version>\d+)" + re.escape(BLOB_SUFFIX) + "$")
+
+
+_STAGED_RE = re.compile(_BLOB_RE.pattern.removesuffix("$") + re.escape(STAGING_SUFFIX) + "$")
 
 
 def flexserve_home() -> Path:
@@ -35,9 +41,17 @@ def flexserve_home() -> Path:
     return Path(home).expanduser() if home else Path.home() / ".local" / "share" / "flexserve"
 
 
+def default_store_root() -> Path:
+    return flexserve_home() / "store"
+
+
 def model_id_for(name: str) -> bytes:
     """The stable model id of a named model: all its versions share one rollback counter."""
     return hashlib.sha256(b"flexserve/model-id/v1\0" + name.encode("utf-8")).digest()
+
+
+def valid_store_name(text: str) -> bool:
+    return bool(_NAME_RE.match(text))
 
 
 def store_name(text: str) -> str:
@@ -46,6 +60,13 @@ def store_name(text: str) -> str:
     if not _NAME_RE.match(name):
         raise ConfigError(f"cannot derive a store name from {text!r}")
     return name
+
+
+def sidecar_path(store_root: Path, name: str) -> Path:
+    """Where an imported model's public facts live (see :mod:`flexserve.catalog.imported`)."""
+    if not _NAME_RE.match(name):
+        raise ConfigError(f"invalid model name for the store: {name!r}")
+    return Path(store_root) / f"{name}{SIDECAR_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +78,16 @@ class StoredModel:
     @property
     def blob_bytes(self) -> int:
         return self.path.stat().st_size
+
+
+def stored_blobs(store_root: Path, name: str) -> list[StoredModel]:
+    """The sealed versions of ``name`` under ``store_root``, oldest first (no keys needed)."""
+    root = Path(store_root)
+    if not root.is_dir():
+        return []
+    found = (_BLOB_RE.match(p.name) for p in root.glob(f"*{BLOB_SUFFIX}"))
+    versions = sorted(int(m["version"]) for m in found if m and m["name"] == name)
+    return [StoredModel(name, v, root / f"{name}.v{v}{BLOB_SUFFIX}") for v in versions]
 
 
 def _overlaps(a: Path, b: Path) -> bool:
@@ -75,8 +106,8 @@ class ModelStore:
 
     @classmethod
     def default(cls) -> ModelStore:
-        home = flexserve_home()
-        return cls(home / "store", SecureDevice.load_or_create(home / "secure"))
+        return cls(default_store_root(),
+                   SecureDevice.load_or_create(flexserve_home() / "secure"))
 
     def blob_path(self, name: str, version: int) -> Path:
         if not _NAME_RE.match(name):
@@ -84,8 +115,7 @@ class ModelStore:
         return self.root / f"{name}.v{version}{BLOB_SUFFIX}"
 
     def versions(self, name: str) -> list[int]:
-        found = (_BLOB_RE.match(p.name) for p in self.root.glob(f"*{BLOB_SUFFIX}"))
-        return sorted(int(m["version"]) for m in found if m and m["name"] == name)
+        return [stored.version for stored in stored_blobs(self.root, name)]
 
     def latest(self, name: str) -> StoredModel | None:
         versions = self.versions(name)
@@ -93,17 +123,30 @@ class ModelStore:
             return None
         return StoredModel(name, versions[-1], self.blob_path(name, versions[-1]))
 
+    def stored(self, name: str) -> list[StoredModel]:
+        """Every sealed version of ``name`` in the store, oldest first."""
+        return stored_blobs(self.root, name)
+
+    def names(self) -> list[str]:
+        """The names that have at least one sealed blob in the store."""
+        found = (_BLOB_RE.match(p.name) for p in self.root.glob(f"*{BLOB_SUFFIX}"))
+        return sorted({m["name"] for m in found if m and _NAME_RE.match(m["name"])})
+
+    def sidecar_path(self, name: str) -> Path:
+        return sidecar_path(self.root, name)
+
     def minimum_version(self, name: str) -> int:
         return self.device.rollback.minimum_version(model_id_for(name))
 
-    def _next_version(self, name: str) -> int:
+    def next_version(self, name: str) -> int:
+        """Above both the rollback counter and every blob in the store."""
         return max([self.minimum_version(name), *self.versions(name)]) + 1
 
     def seal(self, gguf_path: Path, name: str, version: int | None = None, *,
              chunk_bytes: int = DEFAULT_CHUNK_BYTES, out_path: Path | None = None,
              progress: ProgressCallback | None = None) -> SealResult:
         """Seal a GGUF file as ``name`` (next version by default) and raise the counter."""
-        version = self._next_version(name) if version is None else version
+        version = self.next_version(name) if version is None else version
         minimum = self.minimum_version(name)
         if version < minimum:
             raise ConfigError(f"version {version} of {name!r} is older than the installed "
@@ -115,6 +158,50 @@ class ModelStore:
                             model_id=model_id_for(name), progress=progress)
         self.device.rollback.advance(result.model_id, version)
         return result
+
+    def stage(self, gguf_path: Path, name: str, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+              progress: ProgressCallback | None = None) -> SealResult:
+        """Seal the next version of ``name`` beside the store's blobs, not yet installed.
+
+        The staged blob (``<name>.v<N>.fxsealed.staged``) is invisible to :meth:`versions`
+        and the rollback counter is untouched until :meth:`commit`; :meth:`discard` drops it.
+        """
+        version = self.next_version(name)
+        target = self.blob_path(name, version).with_name(
+            f"{name}.v{version}{BLOB_SUFFIX}{STAGING_SUFFIX}")
+        target.unlink(missing_ok=True)  # a leftover of an interrupted import
+        return seal_model(gguf_path, target, self.device.keys, version, chunk_bytes,
+                          model_id=model_id_for(name), progress=progress)
+
+    def commit(self, staged: SealResult, name: str) -> StoredModel:
+        """Install a staged blob: rename it into place, then raise the counter to its version."""
+        final = self.blob_path(name, staged.model_version)
+        if staged.path.name != final.name + STAGING_SUFFIX or staged.path.parent != self.root:
+            raise ConfigError(f"{staged.path} is not a staged blob of {name!r}")
+        if final.exists():
+            raise ConfigError(f"{final} already exists")
+        os.replace(staged.path, final)
+        self.device.rollback.advance(staged.model_id, staged.model_version)
+        return StoredModel(name, staged.model_version, final)
+
+    @staticmethod
+    def discard(staged: SealResult) -> None:
+        staged.path.unlink(missing_ok=True)
+
+    def remove(self, name: str) -> list[Path]:
+        """Delete every sealed version, staged leftover and the sidecar of ``name``.
+
+        The rollback counter is deliberately left where it is: lowering it would let an old,
+        removed version (say one with a known flaw) be installed again. The next seal of
+        ``name`` therefore gets a version above every one ever installed.
+        """
+        doomed = [stored.path for stored in self.stored(name)]
+        staged = (_STAGED_RE.match(p.name) for p in self.root.glob(f"*{STAGING_SUFFIX}"))
+        doomed += [self.root / m[0] for m in staged if m and m["name"] == name]
+        doomed += [p for p in (self.sidecar_path(name),) if p.exists()]
+        for path in doomed:
+            path.unlink(missing_ok=True)
+        return doomed
 
     def ensure_sealed(self, name: str, gguf_path: Path,
                       progress: ProgressCallback | None = None) -> StoredModel:
