@@ -1,0 +1,123 @@
+"""Bad requests get the right status and an OpenAI error object; the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHAT = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
+
+
+def _chat(model: str, **fields) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2,
+            **fields}
+
+
+def _error(body: bytes | dict) -> dict:
+    parsed = json.loads(body) if isinstance(body, bytes) else body
+    error = parsed["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    return error
+
+
+def test_invalid_json(ready) -> None:
+    status, _, body = ready.request("POST", CHAT, b'{"model": "x", "messages": [')
+    assert status == 400
+    assert _error(body)["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("drop", ["model", "messages"])
+def test_missing_field(ready, drop: str) -> None:
+    payload = _chat(ready.model)
+    del payload[drop]
+    status, body = ready.post_json(CHAT, payload)
+    assert status == 400
+    assert _error(body)["param"] == drop
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("max_tokens", "5"), ("temperature", "hot"), ("stream", "yes"), ("messages", "Hi"),
+    ("seed", 1.5), ("stop", 7),
+])
+def test_wrong_type(ready, field: str, value) -> None:
+    status, body = ready.post_json(CHAT, _chat(ready.model, **{field: value}))
+    assert status == 400, body
+    assert _error(body)["param"].split(".")[0] == field
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("max_tokens", 0), ("max_tokens", -3), ("max_completion_tokens", 0), ("temperature", -0.5),
+    ("top_p", 0), ("top_p", 1.5), ("n", 2), ("seed", -1),
+])
+def test_out_of_range(ready, field: str, value) -> None:
+    status, body = ready.post_json(CHAT, _chat(ready.model, **{field: value}))
+    assert status == 400, body
+    assert _error(body)["param"] == field
+
+
+def test_bad_message_role(ready) -> None:
+    payload = _chat(ready.model, messages=[{"role": "robot", "content": "Hi"}])
+    status, body = ready.post_json(CHAT, payload)
+    assert status == 400 and _error(body)["param"].startswith("messages")
+
+
+def test_unknown_model(ready) -> None:
+    status, body = ready.post_json(COMPLETIONS, {"model": "gpt-9", "prompt": "Hi"})
+    assert status == 404
+    assert _error(body)["code"] == "model_not_found"
+
+
+def test_a_path_is_not_a_model(ready) -> None:
+    status, body = ready.post_json(COMPLETIONS, {"model": "/etc/passwd", "prompt": "Hi"})
+    assert status == 404 and _error(body)["code"] == "model_not_found"
+
+
+def test_prompt_longer_than_the_context(ready) -> None:
+    prompt = "lorem ipsum dolor sit amet " * 6000  # about 30k tokens
+    status, body = ready.post_json(COMPLETIONS, {"model": ready.model, "prompt": prompt,
+                                                 "max_tokens": 1})
+    assert status == 400, body
+    assert _error(body)["code"] == "context_length_exceeded"
+
+
+def test_prompt_plus_max_tokens_beyond_the_context(ready) -> None:
+    status, body = ready.post_json(COMPLETIONS, {"model": ready.model, "prompt": "Hi",
+                                                 "max_tokens": 10_000_000})
+    assert status == 400
+    assert _error(body)["code"] == "context_length_exceeded"
+
+
+def test_oversized_body_is_413(ready) -> None:
+    payload = json.dumps(_chat(ready.model, user="x" * (2 << 20))).encode()
+    status, _, body = ready.request("POST", CHAT, payload)
+    assert status == 413
+    assert _error(body)["code"] == "request_too_large"
+
+
+def test_missing_or_wrong_api_key(ready) -> None:
+    payload = json.dumps(_chat(ready.model)).encode()
+    status, _, body = ready.request("POST", CHAT, payload, auth=False)
+    assert status == 401 and _error(body)["type"] == "authentication_error"
+    status, _, body = ready.request("GET", "/v1/models", auth=False,
+                                    headers={"Authorization": "Bearer wrong"})
+    assert status == 401
+    assert ready.request("GET", "/health", auth=False)[0] == 200
+
+
+def test_unknown_route_and_method(ready) -> None:
+    status, _, body = ready.request("GET", "/v1/nothing-here")
+    assert status == 404 and _error(body)
+    status, _, body = ready.request("GET", CHAT)
+    assert status == 405 and _error(body)
+
+
+def test_still_serving_after_bad_input(ready) -> None:
+    status, body = ready.post_json(CHAT, _chat(ready.model))
+    assert status == 200
+    assert body["choices"][0]["message"]["content"] is not None
+    assert ready.metrics()['flexserve_requests_total{endpoint="chat",outcome="client_error"}'] > 0
