@@ -35,6 +35,8 @@ from flexserve.tee.trusted_os import SecureAllocation, TaServices
 #: Reuse a prefix only if it saves at least this many tokens of prefill.
 MIN_REUSE_TOKENS = 8
 NONCE_BYTES = 12
+#: Written-back entries on flash: ``kv-<id>.fxkv`` (ciphertext under a key of this boot).
+KV_FILE_PREFIX, KV_FILE_SUFFIX = "kv-", ".fxkv"
 
 
 class FileWriter(FileRpc, Protocol):
@@ -144,7 +146,7 @@ class KvStore:
                           entry.n_bytes).tobytes()
         entry.nonce = os.urandom(NONCE_BYTES)  # fresh per write: a key never sees a nonce twice
         sealed = self._aead.encrypt(entry.nonce, plain, entry.aad())
-        name = f"kv-{entry.entry_id}.fxkv"
+        name = f"{KV_FILE_PREFIX}{entry.entry_id}{KV_FILE_SUFFIX}"
         buffer = self.files.buffer(len(sealed))
         for offset, ipa, size in buffer.runs():  # IPA == PA for normal RAM
             self.services.port.write_shared(ipa, sealed[offset:offset + size])
