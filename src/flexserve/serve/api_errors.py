@@ -77,3 +77,8 @@ def unauthorized() -> APIError:
 def body_too_large(limit_bytes: int) -> APIError:
     return APIError(413, f"Request body exceeds {limit_bytes} bytes", INVALID_REQUEST, None,
                     "request_too_large")
+
+
+def device_unavailable(retry_after_s: int) -> APIError:
+    return APIError(503, "The device worker is restarting; retry later", SERVER, None,
+                    "device_unavailable", {"Retry-After": str(retry_after_s)})

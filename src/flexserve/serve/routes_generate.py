@@ -18,11 +18,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from flexserve.serve.admission import Ticket
-from flexserve.serve.api_errors import APIError, model_not_found
+from flexserve.serve.api_errors import APIError, device_unavailable, model_not_found
 from flexserve.serve.api_schema import ChatCompletionRequest, CompletionRequest
 from flexserve.serve.generation import Generation, StreamFailed
 from flexserve.serve.model_list import servable_names
-from flexserve.serve.protocol import ChatMessage, WorkRequest
+from flexserve.serve.protocol import ChatMessage, WorkerState, WorkRequest
 from flexserve.serve.responses import Kind, ResponseShape, new_request_id
 from flexserve.serve.sse import DONE, EventStreamResponse, StreamEnd, until_disconnect
 from flexserve.serve.state import ServerState
@@ -92,7 +92,7 @@ async def serve(state: ServerState, request: Request, job: Job) -> Response:
 
 
 def _error_outcome(error: APIError) -> str:
-    if error.code == "server_overloaded":
+    if error.code in ("server_overloaded", "device_unavailable"):
         return "rejected"
     return "client_error" if error.status < 500 else "server_error"
 
@@ -100,6 +100,8 @@ def _error_outcome(error: APIError) -> str:
 async def _serve(state: ServerState, request: Request, job: Job) -> Response:
     if job.work.model not in servable_names():
         raise model_not_found(job.work.model)
+    if state.worker.status().state in (WorkerState.RESTARTING, WorkerState.STOPPED):
+        raise device_unavailable(state.admission.retry_after_s)
     ticket = state.admission.admit()
     generation = Generation(state.worker, job.work, state.metrics, state.config.pace)
     handed_to_stream = False
