@@ -146,6 +146,7 @@ class WorkerLoop:
             events = job.begin(self.session, self.config.step_tokens)
             if not _ends(events):
                 self.running[model] = job
+                self._push_status()  # one more running, one less queued
             self._emit(events)
             self._poll(0.0)
 

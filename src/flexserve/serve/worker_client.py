@@ -59,6 +59,16 @@ class WorkerConfig:
             raise ConfigError("restart_backoff_s must be (first, cap) with 0 < first <= cap")
 
 
+def restart_delay(next_s: float, backoff_s: tuple[float, float],
+                  healthy_s: float) -> tuple[float, float]:
+    """(this restart's delay, the next one's) after a worker that was up ``healthy_s``: the
+    delay doubles from ``backoff_s[0]`` to ``backoff_s[1]`` and starts over after
+    ``HEALTHY_RESET_S`` of health."""
+    first, cap = backoff_s
+    delay_s = first if healthy_s >= HEALTHY_RESET_S else next_s
+    return delay_s, min(delay_s * 2, cap)
+
+
 class DeviceWorker:
     """One device worker process, restarted if it dies (see the module docstring)."""
 
@@ -228,10 +238,9 @@ class DeviceWorker:
             return
         self._fail_all(FailureKind.WORKER_DIED, "the device worker exited")
         self._set_state(WorkerState.RESTARTING)
-        if self._ready_since and time.monotonic() - self._ready_since >= HEALTHY_RESET_S:
-            self._backoff_s = self.config.restart_backoff_s[0]
-        delay_s = self._backoff_s
-        self._backoff_s = min(self._backoff_s * 2, self.config.restart_backoff_s[1])
+        healthy_s = time.monotonic() - self._ready_since if self._ready_since else 0.0
+        delay_s, self._backoff_s = restart_delay(self._backoff_s, self.config.restart_backoff_s,
+                                                 healthy_s)
         self._ready_since = 0.0
         assert self._loop is not None
         self._restart_task = self._loop.create_task(self._restart_after(delay_s))
