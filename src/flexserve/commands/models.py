@@ -64,7 +64,7 @@ def _list(args: argparse.Namespace, store_root: Path) -> int:
     served = fetch_served_models(args.url, args.api_key)
     rows = [row + _served_cells(served.get(row[0])) for row in rows]
     known = {entry.name for entry in entries}
-    rows += [[name, *["-"] * 5, "server only", "sealed" if s.sealed else "-",
+    rows += [[name, *["-"] * 4, "server only", "sealed" if s.sealed else "-",
               *_served_cells(s)] for name, s in served.items() if name not in known]
     print(format_table([*HEADER, "LOADED", "CACHED"], rows))
     return 0
