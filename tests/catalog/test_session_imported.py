@@ -56,3 +56,23 @@ def test_the_bundled_smollm2_file_imported_by_the_cli_serves_by_name(
     assert blobs == {"my-smol": "my-smol.v1.fxsealed",
                      "smollm2-135m": "smollm2-135m.v1.fxsealed"}
     assert mine.answer == bundled.answer and mine.answer.text.strip()
+
+
+def test_flexserve_run_serves_an_imported_model_on_secure_systems_only(
+        store, tmp_path: Path, capsys) -> None:
+    import_model(store, write_servable_gguf(tmp_path / "src.gguf", seed=6), "tiny")
+    code = main(["run", "hello", "--raw", "--model", "tiny", "--max-tokens", "3"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "FlexServe" in out and "TTFT" in out
+    code = main(["run", "hello", "--raw", "--model", "tiny", "--system", "nw-base"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "only sealed" in err and err.count("\n") == 1
+
+
+def test_normal_world_generation_refuses_an_imported_model(store, tmp_path: Path,
+                                                           capsys) -> None:
+    import_model(store, write_servable_gguf(tmp_path / "src.gguf"), "tiny")
+    code = main(["generate", "hello", "--model", "tiny"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "only sealed for the device" in err
