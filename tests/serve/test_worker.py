@@ -209,3 +209,21 @@ def test_two_models_interleave_by_steps(tmp_path, smollm2_path, gemma3_path, run
     assert first_gemma < last_small  # gemma started before the small model finished
     switches = sum(1 for a, b in itertools.pairwise(who) if a != b)
     assert switches >= 4  # they take turns, a step each
+
+
+def test_a_worker_that_cannot_boot_says_why_and_is_not_restarted(tmp_path, runner) -> None:
+    from flexserve.errors import ConfigError
+
+    worker = DeviceWorker(WorkerConfig(home=tmp_path, system="no-such-system"))
+
+    async def scenario():
+        await worker.start()
+        with pytest.raises(ConfigError, match="unknown system"):
+            await worker.wait_ready(READY_TIMEOUT_S)
+        await wait_status(worker, lambda s: s.state is WorkerState.STOPPED)
+        refused = await collect(worker, WorkRequest("x", MODEL, prompt="Hi"))
+        await worker.stop()
+        return refused
+
+    assert only_failure(runner.run(scenario())).kind is FailureKind.WORKER_DIED
+    assert worker.status().restarts == 0
