@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 
 import pytest
 
@@ -66,6 +68,30 @@ def test_bad_message_role(ready) -> None:
     assert status == 400 and _error(body)["param"].startswith("messages")
 
 
+@pytest.mark.parametrize(("path", "field", "payload"), [
+    (COMPLETIONS, "prompt", {"prompt": "a\ud800b"}),
+    (CHAT, "messages", {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "\udfff"}]}]}),
+    (COMPLETIONS, "stop", {"prompt": "Hi", "stop": ["\ud800"]}),
+])
+def test_lone_surrogates_are_not_text(ready, path: str, field: str, payload: dict) -> None:
+    raw = json.dumps({"model": ready.model, "max_tokens": 2, **payload}).encode()
+    status, _, body = ready.request("POST", path, raw)
+    assert status == 400
+    assert _error(body)["param"] == field
+
+
+@pytest.mark.parametrize("sampling", [
+    {"temperature": 1e-300}, {"temperature": 1.0, "top_p": 1e-300},
+    {"temperature": 2.0, "min_p": 0.999999}, {"temperature": 1.0, "repetition_penalty": 0.01},
+])
+def test_extreme_but_valid_sampling_values_are_served(ready, sampling: dict) -> None:
+    status, body = ready.post_json(COMPLETIONS, {"model": ready.model, "prompt": "Hi",
+                                                 "max_tokens": 2, **sampling})
+    assert status == 200, body
+    assert body["usage"]["completion_tokens"] >= 1
+
+
 def test_unknown_model(ready) -> None:
     status, body = ready.post_json(COMPLETIONS, {"model": "gpt-9", "prompt": "Hi"})
     assert status == 404
@@ -92,9 +118,34 @@ def test_prompt_plus_max_tokens_beyond_the_context(ready) -> None:
     assert _error(body)["code"] == "context_length_exceeded"
 
 
-def test_oversized_body_is_413(ready) -> None:
-    payload = json.dumps(_chat(ready.model, user="x" * (2 << 20))).encode()
-    status, _, body = ready.request("POST", CHAT, payload)
+def _raw_post(server, headers: list[str], body: bytes) -> tuple[int, bytes]:
+    """Send a request as raw bytes (the server may answer before the body is all sent)."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    head = [f"POST {CHAT} HTTP/1.1", f"Host: {host}", "Content-Type: application/json",
+            f"Authorization: Bearer {server.api_key}", "Connection: close", *headers]
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        with contextlib.suppress(OSError):  # a closed connection: the answer came first
+            sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def test_oversized_body_is_413_without_reading_it(ready) -> None:
+    declared = 2 << 20
+    status, body = _raw_post(ready, [f"Content-Length: {declared}"], b"{" * 1024)
+    assert status == 413
+    assert _error(body)["code"] == "request_too_large"
+
+
+def test_oversized_chunked_body_is_413(ready) -> None:
+    chunk = b"x" * 65536
+    # one chunk over the limit and no end: the server reads it all, so it closes cleanly
+    stream = (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 17
+    status, body = _raw_post(ready, ["Transfer-Encoding: chunked"], stream)
     assert status == 413
     assert _error(body)["code"] == "request_too_large"
 

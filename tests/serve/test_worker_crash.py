@@ -14,6 +14,8 @@ httpx = pytest.importorskip("httpx")
 
 pytestmark = pytest.mark.slow
 
+LONG_PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"  # greedy decoding counts on for hundreds of tokens
+
 
 def _headers(server) -> dict[str, str]:
     return {"Authorization": f"Bearer {server.api_key}"}
@@ -27,7 +29,7 @@ def _kill_worker(server) -> int:
 
 def test_stream_gets_an_error_event_and_the_server_recovers(ready) -> None:
     restarts_before = ready.health()[1]["worker"]["restarts"]
-    body = {"model": ready.model, "prompt": "Tell me a long story.", "max_tokens": 400,
+    body = {"model": ready.model, "prompt": LONG_PROMPT, "max_tokens": 400,
             "temperature": 0, "stream": True}
     events: list[dict] = []
     killed = None
@@ -58,7 +60,7 @@ def test_non_streaming_request_gets_a_500(ready) -> None:
 
     def call() -> None:
         result["reply"] = ready.post_json("/v1/completions", {
-            "model": ready.model, "prompt": "Tell me a long story.", "max_tokens": 400,
+            "model": ready.model, "prompt": LONG_PROMPT, "max_tokens": 400,
             "temperature": 0})
 
     caller = threading.Thread(target=call)

@@ -12,17 +12,35 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flexserve.serve.api_errors import APIError
 
 MAX_SEED = 2**63 - 1
 MAX_STOP_STRINGS = 4
 OPENAI_DEFAULT_TEMPERATURE = 1.0
+#: below these the sampler's float32 arithmetic overflows; both are served as their limit:
+#: a temperature this close to 0 is greedy, a top_p this close to 0 keeps only the top token
+GREEDY_BELOW_TEMPERATURE = 1e-5
+TOP_TOKEN_BELOW_TOP_P = 1e-6
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
+
+
+def _utf8(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, list | tuple):
+        return all(_utf8(item) for item in value)
+    if isinstance(value, BaseModel):
+        return all(_utf8(getattr(value, name)) for name in type(value).model_fields)
+    return True
 
 
 class StreamOptions(_Strict):
@@ -62,7 +80,16 @@ class _GenerationRequest(_Strict):
     user: str | None = None
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, lt=1)
-    repetition_penalty: float | None = Field(None, gt=0, le=10)
+    repetition_penalty: float | None = Field(None, ge=0.01, le=10)
+
+    @model_validator(mode="after")
+    def _encodable(self) -> _GenerationRequest:
+        """Text must be valid Unicode (JSON can carry lone surrogates; UTF-8 cannot)."""
+        for name in type(self).model_fields:
+            if not _utf8(getattr(self, name)):
+                raise APIError(400, f"{name} is not valid Unicode text (a lone surrogate)",
+                               param=name)
+        return self
 
     def completion_limit(self) -> int | None:
         return self.max_tokens
@@ -73,10 +100,11 @@ class _GenerationRequest(_Strict):
     def sampling(self, default_max_tokens: int) -> dict[str, Any]:
         """The worker's SamplingParams fields (OpenAI defaults where the client said nothing)."""
         limit = self.completion_limit()
+        temperature = (self.temperature if self.temperature is not None
+                       else OPENAI_DEFAULT_TEMPERATURE)
         sampling: dict[str, Any] = {
             "max_tokens": limit if limit is not None else default_max_tokens,
-            "temperature": (self.temperature if self.temperature is not None
-                            else OPENAI_DEFAULT_TEMPERATURE),
+            "temperature": 0.0 if temperature < GREEDY_BELOW_TEMPERATURE else temperature,
             "top_p": self.top_p if self.top_p is not None else 1.0,
             "stop": stop_strings(self.stop),
             "seed": self.seed,
@@ -85,6 +113,8 @@ class _GenerationRequest(_Strict):
             value = getattr(self, extension)
             if value is not None:
                 sampling[extension] = value
+        if sampling["top_p"] < TOP_TOKEN_BELOW_TOP_P:
+            sampling.update(top_p=1.0, top_k=1)
         return sampling
 
 

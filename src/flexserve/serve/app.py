@@ -56,13 +56,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
+    routes_generate.count_error(request, exc)
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    routes_generate.count_error(request, None)
     message, param = describe_validation(exc.errors())
     return JSONResponse(error_body(message, INVALID_REQUEST, param), status_code=400)
 
@@ -87,6 +89,7 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
                         headers=exc.headers)
 
 
-async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-    LOG.exception("unexpected error", exc_info=exc)
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    LOG.error("unexpected error", exc_info=exc)
+    routes_generate.count_error(request, APIError(500, "internal server error", SERVER))
     return JSONResponse(error_body("internal server error", SERVER), status_code=500)

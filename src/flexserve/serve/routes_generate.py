@@ -76,13 +76,22 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     return await serve(state, request, job)
 
 
+ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+
+
+def count_error(request: Request, error: APIError | None) -> None:
+    """Count a generation request answered with an error (None: invalid body, a 400)."""
+    endpoint = ENDPOINTS.get(request.url.path)
+    if endpoint is not None:
+        outcome = "client_error" if error is None else _error_outcome(error)
+        request.app.state.flexserve.metrics.count(endpoint, outcome)
+
+
 async def serve(state: ServerState, request: Request, job: Job) -> Response:
-    """Run ``job``; count how it ended unless a stream will count it when it ends."""
+    """Run ``job``; count how it ended unless a stream will count it when it ends (errors are
+    counted by the app's error handlers, which also see invalid bodies)."""
     try:
         response = await _serve(state, request, job)
-    except APIError as error:
-        state.metrics.count(job.endpoint, _error_outcome(error))
-        raise
     except ClientGone:
         state.metrics.count(job.endpoint, "cancelled")
         return Response(status_code=CLIENT_CLOSED_REQUEST)
