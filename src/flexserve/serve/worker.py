@@ -21,6 +21,7 @@ end, and at most once a second otherwise.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -36,6 +37,7 @@ IDLE_POLL_S = 0.2
 
 def worker_main(conn: Connection, config: Any) -> None:
     """Process entry: ``config`` is a :class:`~.worker_client.WorkerConfig`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's: it stops us
     if config.home is not None:
         from flexserve.tee.sealing.store import HOME_ENV
 
