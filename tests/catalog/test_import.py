@@ -177,3 +177,28 @@ def test_a_file_path_may_not_take_an_imported_name(store, source, tmp_path) -> N
     other = write_servable_gguf(tmp_path / "tiny.gguf", seed=3)
     with pytest.raises(ConfigError, match="imported model"):
         stored_model(store, str(other))
+
+
+def test_a_malformed_sidecar_is_a_clear_error_and_not_servable(store, source) -> None:
+    import_model(store, source, "tiny")
+    import_model(store, source, "other")
+    store.sidecar_path("tiny").write_text('{"format": "flexserve-imported-model/1"}')
+    with pytest.raises(ModelError, match="malformed"):
+        resolve("tiny", store.root)
+    assert servable_models(store.root)[-1:] == ["other"]
+    assert "tiny" not in servable_models(store.root)
+
+
+def test_planted_sidecars_cannot_rename_or_shadow(store, source) -> None:
+    """The store is untrusted: a sidecar naming another model, or one under a bundled name,
+    is never listed as that model."""
+    import_model(store, source, "tiny")
+    text = store.sidecar_path("tiny").read_text()
+    store.sidecar_path("alias").write_text(text)  # claims to be "tiny"
+    with pytest.raises(ModelError, match="names another model"):
+        resolve("alias", store.root)
+    store.sidecar_path("smollm2-135m").write_text(text.replace('"tiny"', '"smollm2-135m"'))
+    assert "alias" not in servable_models(store.root)
+    store.sidecar_path("alias").unlink()
+    assert servable_models(store.root).count("smollm2-135m") <= 1
+    assert [e.name for e in list_models(store.root)].count("smollm2-135m") == 1

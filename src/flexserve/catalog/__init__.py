@@ -146,5 +146,6 @@ def list_models(store_root: Path | None = None) -> list[CatalogEntry | BundledMo
         entries.append(_entry_from_bundled(model) if model.installed() else model)
     entries.extend(_entry_from_shape(name, shape) for name, shape in PAPER_MODELS.items())
     entries.extend(_entry_from_imported(model)
-                   for model in imported_models(store_root or default_store_root()))
+                   for model in imported_models(store_root or default_store_root())
+                   if not reserved_name(model.name))  # resolve() never reaches those
     return entries

@@ -76,7 +76,11 @@ def write_sidecar(path: Path, model: ImportedModel) -> None:
 
 
 def read_sidecar(path: Path) -> ImportedModel:
-    return ImportedModel.from_json(path.read_text(encoding="utf-8"), path)
+    model = ImportedModel.from_json(path.read_text(encoding="utf-8"), path)
+    if model.name != path.name.removesuffix(SIDECAR_SUFFIX):
+        raise ModelError(f"the model sidecar {path} names another model ({model.name!r}); "
+                         f"`flexserve rm` and import the model again")
+    return model
 
 
 def find_imported(store_root: Path, name: str) -> ImportedModel | None:
@@ -90,3 +94,15 @@ def imported_models(store_root: Path) -> list[ImportedModel]:
     if not root.is_dir():
         return []
     return [read_sidecar(p) for p in sorted(root.glob(f"*{SIDECAR_SUFFIX}"))]
+
+
+def servable_imported(store_root: Path) -> list[str]:
+    """Names of the imported models whose sidecar reads well; a malformed one is left out (a
+    server keeps listing the others) until ``rm`` and a new import replace it."""
+    names = []
+    for path in sorted(Path(store_root).glob(f"*{SIDECAR_SUFFIX}")):
+        try:
+            names.append(read_sidecar(path).name)
+        except ModelError:
+            continue
+    return names

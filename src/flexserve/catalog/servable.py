@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flexserve.catalog import CatalogEntry, ModelKind, resolve
+from flexserve.catalog import CatalogEntry, ModelKind, reserved_name, resolve
 from flexserve.catalog.bundled import BUNDLED_MODELS
-from flexserve.catalog.imported import find_imported, imported_models
+from flexserve.catalog.imported import find_imported, servable_imported
 from flexserve.errors import ConfigError, ModelError
 from flexserve.tee.sealing.store import ModelStore, StoredModel, default_store_root, store_name
 
@@ -20,7 +20,8 @@ from flexserve.tee.sealing.store import ModelStore, StoredModel, default_store_r
 def servable_models(store_root: Path | None = None) -> list[str]:
     """Names a server lists under /v1/models: installed bundled models, then imported ones."""
     bundled = [name for name, model in BUNDLED_MODELS.items() if model.installed()]
-    return bundled + [m.name for m in imported_models(store_root or default_store_root())]
+    imported = servable_imported(store_root or default_store_root())
+    return bundled + [name for name in imported if not reserved_name(name)]
 
 
 def _imported_blob(store: ModelStore, entry: CatalogEntry) -> StoredModel:
