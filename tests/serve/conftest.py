@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -46,6 +46,8 @@ class LiveServer:
     home: Path
     log_path: Path
     model: str = MODEL
+    #: /health statuses seen while waiting for the first ready (503 while the device boots)
+    boot_statuses: list[int] = field(default_factory=list)
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None,
@@ -81,11 +83,22 @@ class LiveServer:
                 status, body = self.health()
             except (urllib.error.URLError, ConnectionError):
                 status, body = 0, {}
+            if status and (not self.boot_statuses or self.boot_statuses[-1] != status):
+                self.boot_statuses.append(status)
             if status == 200:
                 return body
             time.sleep(0.25)
         log = self.log_path.read_text()[-3000:]
         raise TimeoutError(f"server not ready in {timeout_s} s: {log}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
     def metrics(self) -> dict[str, float]:
         """Every sample of /metrics, keyed by its name with labels (``name{a="b"}``)."""
@@ -118,13 +131,7 @@ def start_server(home: Path, *extra: str) -> LiveServer:
 
 
 def stop_server(server: LiveServer) -> None:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGINT)
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -139,6 +146,12 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
                           "--max-body-bytes", str(MAX_BODY_BYTES))
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def server_factory():
+    """``server_factory(home, *options)``: another live server (stop it with ``.stop()``)."""
+    return start_server
 
 
 @pytest.fixture
