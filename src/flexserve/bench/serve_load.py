@@ -31,7 +31,7 @@ class LoadConfig:
     clients: int
     requests_per_client: int = 2
     max_tokens: int = 32
-    prompt: str = "Write a short paragraph about secure memory on phones."
+    prompt: str = "1, 2, 3, 4, 5, 6, 7, 8,"  # greedy decoding counts on: no early stop
     api_key: str | None = None
 
     def __post_init__(self) -> None:
