@@ -31,8 +31,6 @@ SIDECAR_SUFFIX = ".model.json"
 STAGING_SUFFIX = ".staged"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _BLOB_RE = re.compile(r"^(?P<name>.+)\.v(?P<version>\d+)" + re.escape(BLOB_SUFFIX) + "$")
-
-
 _STAGED_RE = re.compile(_BLOB_RE.pattern.removesuffix("$") + re.escape(STAGING_SUFFIX) + "$")
 
 
@@ -126,11 +124,6 @@ class ModelStore:
     def stored(self, name: str) -> list[StoredModel]:
         """Every sealed version of ``name`` in the store, oldest first."""
         return stored_blobs(self.root, name)
-
-    def names(self) -> list[str]:
-        """The names that have at least one sealed blob in the store."""
-        found = (_BLOB_RE.match(p.name) for p in self.root.glob(f"*{BLOB_SUFFIX}"))
-        return sorted({m["name"] for m in found if m and _NAME_RE.match(m["name"])})
 
     def sidecar_path(self, name: str) -> Path:
         return sidecar_path(self.root, name)
