@@ -8,7 +8,8 @@
 - ``cache``: mean TTFT with a Flex-Mem cache on the model pairs and prompt sets (Figure 8);
 - ``reclaim``: the normal-world cost of ``rsmem_reclaim`` for N MiB;
 - ``pressure``: the cache and TTFT while a background app raises and lowers pressure;
-- ``paper``: every reproduced figure with CSVs, PNGs and a report beside the paper's values.
+- ``paper``: every reproduced figure with CSVs, PNGs and a report beside the paper's values;
+- ``fig1``, ``fig7``, ... (every name of ``bench paper --only``): one reproduced figure.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from flexserve.commands import Command, bench_engine, bench_paper, bench_ttft
 
 SUITES: tuple[Command, ...] = (bench_engine.SUITE, bench_ttft.SWEEP, bench_ttft.BREAKDOWN,
                                bench_ttft.CACHE, bench_ttft.RECLAIM, bench_ttft.PRESSURE,
-                               bench_paper.SUITE)
+                               bench_paper.SUITE, *bench_paper.figure_suites())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,4 +36,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command("bench", "Run a benchmark suite (engine, ttft, breakdown, cache, reclaim, "
-                           "pressure, paper).", add_arguments, run)
+                           "pressure, paper, or one paper figure: fig1, fig7, ...).",
+                  add_arguments, run)

@@ -127,20 +127,28 @@ def _events(world: World, first: int) -> dict[str, int]:
     return out
 
 
-def chunk_s(chunk: ChunkAlloc, memory: MemoryKind, profile: DeviceProfile) -> float:
-    """Device seconds of one allocation call, from its recorded work.
+def chunk_times(chunk: ChunkAlloc, memory: MemoryKind, profile: DeviceProfile
+                ) -> tuple[float, float]:
+    """(core seconds, flash seconds) of one allocation call, from its recorded work.
 
-    The allocating thread waits for everything it caused (direct reclaim, swap writes,
-    migrations), so the call takes the serial sum of its priced resources.
+    The core part is the allocator, reclaim, migration and monitor work on the calling
+    thread; the flash part is the swap-out its direct reclaim waited for.
     """
     gaps = reclaim_gaps(profile)
     if memory is MemoryKind.CMA:
         if not chunk.region_changes:
-            return 0.0
+            return 0.0, 0.0
         priced = costs.price(chunk.work, profile, basis=costs.Basis.CMA_ALLOC, gaps=gaps)
-        return priced.serial_s + costs.tzasc_config_s(chunk.region_changes, profile)
+        return priced.core_s + costs.tzasc_config_s(chunk.region_changes, profile), priced.flash_s
     basis = costs.Basis.FLEXMEM_PROTECT if memory is MemoryKind.FLEXMEM else costs.Basis.COMPONENTS
-    return costs.price(chunk.work, profile, basis=basis, gaps=gaps).serial_s
+    priced = costs.price(chunk.work, profile, basis=basis, gaps=gaps)
+    return priced.core_s, priced.flash_s
+
+
+def chunk_s(chunk: ChunkAlloc, memory: MemoryKind, profile: DeviceProfile) -> float:
+    """Device seconds of one allocation call if nothing overlaps it (the caller waits for
+    everything it caused: direct reclaim, swap writes, migrations)."""
+    return sum(chunk_times(chunk, memory, profile))
 
 
 def run_s(run: AllocRun, profile: DeviceProfile) -> float:
