@@ -20,10 +20,10 @@ Outputs: ``<out>/<fig>.csv``, ``<out>/<fig>.png``, ``<out>/config.json`` and
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import platform
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
