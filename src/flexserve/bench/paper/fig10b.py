@@ -31,12 +31,14 @@ QUICK_MODELS = ("qwen3-1.7b",)
 PROMPT_TOKENS, OUTPUT_TOKENS = 128, 64
 PHASES = ("prefill", "decode", "request")
 COLUMNS = ("system", "model", "app", "phase", "duration_s", "tee_cores", "inference_dram_gbps",
-           "app_cpu_share", "app_dram_share", "app_speed", "inference_dram_share")
+           "app_cpu_share", "app_dram_share", "app_speed", "app_lost_s", "inference_dram_share")
 NOTES = (
     "App speed is relative to the app alone with stage-2 off (1.0); FlexServe's rows include "
     "the profile's stage-2 overhead (2.0 %, TZ-LLM's Geekbench figure) because on-demand "
     "protection turns stage-2 on while a secure request runs; the Strawman uses TZASC memory "
-    "and has no stage-2 cost. 'request' is the time-weighted mean over prefill and decode.",
+    "and has no stage-2 cost. 'request' is the time-weighted mean over prefill and decode; "
+    "'app_lost_s' is the app time the request costs (1 - speed, times the phase's length), "
+    "which also counts how long the request runs.",
     "The apps are estimates (bench/paper/contention.py: one-thread SQLite-like transactions, "
     "a one-core streaming loop, a four-thread compute job); the sharing rules (fair cores, "
     "DRAM shared in proportion to demand) are our model, not a measurement. The inference's "
@@ -80,9 +82,10 @@ def _rows(system: SystemConfig, model: str, app: App, profile: DeviceProfile) ->
         work, total_s = work + speed * load.duration_s, total_s + load.duration_s
         out.append((system.name, model, app.name, load.phase, fmt(load.duration_s, 3),
                     fmt(load.busy_cores, 3), fmt(load.dram_bytes_per_s / 1e9, 3), fmt(s.cpu, 4),
-                    fmt(s.dram, 4), fmt(speed, 4), fmt(s.inference_dram, 4)))
+                    fmt(s.dram, 4), fmt(speed, 4), fmt((1 - speed) * load.duration_s, 3),
+                    fmt(s.inference_dram, 4)))
     out.append((system.name, model, app.name, "request", fmt(total_s, 3), "", "", "", "",
-                fmt(work / total_s, 4), ""))
+                fmt(work / total_s, 4), fmt(total_s - work, 3), ""))
     return out
 
 

@@ -106,7 +106,16 @@ def run(profile: DeviceProfile, quick: bool) -> Figure:
         rows.append(_row(FRAGMENTED, mechanism, _fragmented(mechanism, dram, alloc), dram, alloc,
                          profile))
     return Figure(NAME, "Allocating secure memory under background workloads (Figure 1b)",
-                  COLUMNS, tuple(rows), plot, (), NOTES)
+                  COLUMNS, tuple(rows), plot, (), (*NOTES, ratio_note(tuple(rows))))
+
+
+def ratio_note(rows: tuple[tuple[str, ...], ...]) -> str:
+    """CMA's latency over Flex-Mem's, per workload."""
+    ms = {(r[0], r[1]): float(r[4]) for r in rows}
+    workloads = dict.fromkeys(r[0] for r in rows)
+    parts = [f"{w} {ms[(w, MemoryKind.CMA.value)] / ms[(w, MemoryKind.FLEXMEM.value)]:.2f}x"
+             for w in workloads]
+    return f"CMA latency over Flex-Mem's: {', '.join(parts)}."
 
 
 def plot(fig: Figure, path: Path) -> None:

@@ -131,7 +131,16 @@ def run(profile: DeviceProfile, quick: bool) -> Figure:
     levels = QUICK_LEVELS_GIB if quick else LEVELS_GIB
     rows = tuple(_row(m, s, level, profile) for m in models for s in SYSTEMS for level in levels)
     return Figure(NAME, "TTFT under background memory pressure, no cache (Figure 7)",
-                  COLUMNS, rows, plot, (), NOTES)
+                  COLUMNS, rows, plot, (), (*NOTES, growth_note(rows, models[-1], levels)))
+
+
+def growth_note(rows: tuple[tuple, ...], model: str, levels: tuple[int, ...]) -> str:
+    """How much each system's TTFT grows from the lowest to the highest level (one model)."""
+    ttft = {(r[1], int(r[2])): float(r[4]) for r in rows if r[0] == model and r[3] == "ok"}
+    parts = [f"{s.label} {ttft[(s.name, levels[-1])] / ttft[(s.name, levels[0])] - 1:+.0%}"
+             for s in SYSTEMS if (s.name, levels[0]) in ttft and (s.name, levels[-1]) in ttft]
+    return (f"TTFT growth of {model} from {levels[0]} to {levels[-1]} GiB of background: "
+            f"{', '.join(parts)}.")
 
 
 def plot(fig: Figure, path: Path) -> None:
