@@ -10,6 +10,7 @@
 - ``pressure``: the cache and TTFT while a background app raises and lowers pressure;
 - ``paper``: every reproduced figure with CSVs, PNGs and a report beside the paper's values;
 - ``serve``: the HTTP server under N concurrent streaming clients (throughput, latency).
+- ``fig1``, ``fig7``, ... (every name of ``bench paper --only``): one reproduced figure.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from flexserve.commands import Command, bench_engine, bench_paper, bench_serve, 
 
 SUITES: tuple[Command, ...] = (bench_engine.SUITE, bench_ttft.SWEEP, bench_ttft.BREAKDOWN,
                                bench_ttft.CACHE, bench_ttft.RECLAIM, bench_ttft.PRESSURE,
-                               bench_paper.SUITE, bench_serve.SUITE)
+                               bench_paper.SUITE, bench_serve.SUITE,
+                               *bench_paper.figure_suites())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,4 +38,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command("bench", "Run a benchmark suite (engine, ttft, breakdown, cache, reclaim, "
-                           "pressure, paper, serve).", add_arguments, run)
+                           "pressure, paper, serve, or one paper figure: fig1, fig7, ...).",
+                  add_arguments, run)

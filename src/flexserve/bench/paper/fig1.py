@@ -58,7 +58,7 @@ NOTES = (
     "the paper's 8 GB figures, so agreement at 8 GiB is by construction "
     f"({CALIBRATION_NOTE}); the shape of the curves (linear in pages) is the model's.",
     "'window free' is CMA when no movable page must be migrated (low memory pressure); the "
-    "paper's background-workload panel is not reproduced here.",
+    "paper's background-workload panel (b) is fig1b, on the real normal-world mechanisms.",
 )
 
 

@@ -39,8 +39,8 @@ NOTES = (
     "The always-on overhead is the profile's input (TZ-LLM's Geekbench measurement of the "
     "mechanism, 2.0%); FlexServe's SQLite figure (2.46%) is the validation target, so the gap "
     "is that of one benchmark to another, not of the model.",
-    "Not modeled: CPU and DRAM contention between the app and a running secure request "
-    "(the app's slowdown while inference runs); only the stage-2 cost is.",
+    "The CPU and DRAM contention between an app and a running secure request (the app's "
+    "slowdown while inference runs) is fig10b; this figure is the stage-2 cost alone.",
 )
 
 
