@@ -1,0 +1,163 @@
+/* Fused single-token (decode) operations of a transformer block, float32 inside.
+ *
+ * Everything between the weight matmuls of one decode step: RMSNorm with the residual add,
+ * QK norm + RoPE + KV-cache write + grouped-query attention, and the gated activation. Matmul
+ * inputs and outputs are bfloat16 (round to nearest even, as torch rounds), the residual
+ * stream, the KV cache and all arithmetic are float32. Built and loaded by native_lib.py;
+ * model.py keeps the same computation in torch as the reference and the fallback.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define LANES 16
+#define PARALLEL_MIN_WORK 65536L /* multiply-adds below which threads cost more */
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline uint16_t round_bf16(float f) { return f32_to_bf16(f); }
+
+static float dot(const float *a, const float *b, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; ++l) acc[l] += a[i + l] * b[i + l];
+    float s = 0.0f;
+    for (int l = 0; l < LANES; ++l) s += acc[l];
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+/* x <- x * rsqrt(mean(x^2) + eps) * w, in place. */
+static void rms_norm_inplace(float *x, const float *w, int n, float eps) {
+    float r = 1.0f / sqrtf(dot(x, x, n) / (float)n + eps);
+    for (int i = 0; i < n; ++i) x[i] = x[i] * r * w[i];
+}
+
+/* hidden += delta (RMS-normed with post_w first if post_w is given; skipped if delta is NULL),
+ * then out = bf16(rms_norm(hidden) * w). scratch holds d floats. */
+void fs_add_norm(float *hidden, const uint16_t *delta, const float *post_w, const float *w,
+                 int d, float eps, float *scratch, uint16_t *out) {
+    if (delta) {
+        for (int i = 0; i < d; ++i) scratch[i] = bf16_to_f32(delta[i]);
+        if (post_w) rms_norm_inplace(scratch, post_w, d, eps);
+        for (int i = 0; i < d; ++i) hidden[i] += scratch[i];
+    }
+    memcpy(scratch, hidden, (size_t)d * sizeof(float));
+    rms_norm_inplace(scratch, w, d, eps);
+    for (int i = 0; i < d; ++i) out[i] = f32_to_bf16(scratch[i]);
+}
+
+/* Half-split RoPE on the first 2*half dims of one head. */
+static void rope(float *x, const float *cos_p, const float *sin_p, int half) {
+    for (int i = 0; i < half; ++i) {
+        float lo = x[i], hi = x[i + half];
+        x[i] = lo * cos_p[i] - hi * sin_p[i];
+        x[i + half] = lo * sin_p[i] + hi * cos_p[i];
+    }
+}
+
+/* p[t] <- exp(p[t] - top) for t in t0..end-1 (all arguments <= 0): 2^n * exp(r) with
+ * |r| <= ln2/2 and a degree-7 Taylor polynomial (relative error about 2e-7); branch-free so
+ * the compiler vectorizes it. */
+static void exp_shifted(float *p, int t0, int end, float top) {
+    const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    for (int t = t0; t < end; ++t) {
+        float x = p[t] - top;
+        x = x < -87.0f ? -87.0f : x;
+        float n = (x * log2e + round_magic) - round_magic;
+        float r = (x - n * ln2_hi) - n * ln2_lo;
+        float poly = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (
+            1.0f / 120 + r * (1.0f / 720 + r * (1.0f / 5040)))))));
+        int32_t bits = ((int32_t)n + 127) << 23;
+        float two_n;
+        memcpy(&two_n, &bits, sizeof two_n);
+        p[t] = poly * two_n;
+    }
+}
+
+/* Softmax attention of one query head over keys/values t0..pos; out is bf16 hd values. */
+static void attend_head(const float *q, const float *keys, const float *values, int hd, int t0,
+                        int pos, float scale, float *p, float *acc, uint16_t *out) {
+    float top = -INFINITY;
+    for (int t = t0; t <= pos; ++t) {
+        p[t] = dot(q, keys + (size_t)t * hd, hd) * scale;
+        if (p[t] > top) top = p[t];
+    }
+    exp_shifted(p, t0, pos + 1, top);
+    float total = 0.0f;
+    for (int t = t0; t <= pos; ++t) total += p[t];
+    for (int i = 0; i < hd; ++i) acc[i] = 0.0f;
+    for (int t = t0; t <= pos; ++t) {
+        float weight = p[t] / total;
+        const float *v = values + (size_t)t * hd;
+        for (int i = 0; i < hd; ++i) acc[i] += weight * v[i];
+    }
+    for (int i = 0; i < hd; ++i) out[i] = f32_to_bf16(acc[i]);
+}
+
+/* One decode token: qkv is bf16 (n_heads + 2 n_kv) x hd; K/V caches are float32
+ * (n_kv, cap, hd); the token sits at position pos; keys t0..pos are attended, with
+ * t0 = pos - window + 1 for a sliding window. out is bf16 n_heads x hd. Query heads
+ * h*g .. h*g+g-1 share KV head h. scratch holds n_heads * (2 * hd + cap) floats. */
+void fs_attention(const uint16_t *qkv, int n_heads, int n_kv, int hd, const float *q_norm,
+                  const float *k_norm, float eps, const float *cos_p, const float *sin_p,
+                  int half, float *k_cache, float *v_cache, int cap, int pos, int window,
+                  float scale, float *scratch, uint16_t *out) {
+    float *q = scratch;
+    float *acc = q + (size_t)n_heads * hd;
+    float *p = acc + (size_t)n_heads * hd;
+    for (int i = 0; i < n_heads * hd; ++i) q[i] = bf16_to_f32(qkv[i]);
+    for (int h = 0; h < n_heads; ++h) {
+        if (q_norm) rms_norm_inplace(q + (size_t)h * hd, q_norm, hd, eps);
+        rope(q + (size_t)h * hd, cos_p, sin_p, half);
+    }
+    for (int h = 0; h < n_kv; ++h) {
+        float *k = k_cache + ((size_t)h * cap + pos) * hd;
+        float *v = v_cache + ((size_t)h * cap + pos) * hd;
+        const uint16_t *k_in = qkv + (size_t)(n_heads + h) * hd;
+        const uint16_t *v_in = qkv + (size_t)(n_heads + n_kv + h) * hd;
+        for (int i = 0; i < hd; ++i) {
+            k[i] = bf16_to_f32(k_in[i]);
+            v[i] = bf16_to_f32(v_in[i]);
+        }
+        if (k_norm) rms_norm_inplace(k, k_norm, hd, eps);
+        rope(k, cos_p, sin_p, half);
+    }
+    int t0 = (window > 0 && pos >= window) ? pos - window + 1 : 0;
+    int group = n_heads / n_kv;
+    long work = (long)n_heads * (pos - t0 + 1) * hd;
+#pragma omp parallel for schedule(static) if (work > PARALLEL_MIN_WORK)
+    for (int h = 0; h < n_heads; ++h) {
+        size_t kv = (size_t)(h / group) * cap * hd;
+        attend_head(q + (size_t)h * hd, k_cache + kv, v_cache + kv, hd, t0, pos, scale,
+                    p + (size_t)h * cap, acc + (size_t)h * hd, out + (size_t)h * hd);
+    }
+}
+
+/* out = bf16(bf16(act(gate)) * up) for gate_up = [gate | up] in bf16; act is SiLU or, with
+ * gelu set, tanh-approximated GELU (torch computes each bf16 op in float and rounds). */
+void fs_glu(const uint16_t *gate_up, int ffn, int gelu, uint16_t *out) {
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    for (int i = 0; i < ffn; ++i) {
+        float g = bf16_to_f32(gate_up[i]);
+        float a = gelu ? 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g)))
+                       : g / (1.0f + expf(-g));
+        float prod = bf16_to_f32(round_bf16(a)) * bf16_to_f32(gate_up[ffn + i]);
+        out[i] = f32_to_bf16(prod);
+    }
+}
