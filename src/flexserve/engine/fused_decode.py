@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from flexserve.engine.kv_cache import KVCache
+from flexserve.engine.native_matvec import MatVec, MatVecRunner, plan
 from flexserve.engine.rope import RopeTable
 from flexserve.errors import ConfigError
 
@@ -31,13 +32,6 @@ def _ptr(tensor: torch.Tensor | None) -> int | None:
     return None if tensor is None else tensor.data_ptr()
 
 
-def _bf16_ptr(tensor: torch.Tensor) -> int:
-    if tensor.dtype is not torch.bfloat16 or not tensor.is_contiguous():
-        raise ConfigError(f"fused decode needs contiguous bfloat16 matmul outputs, got "
-                          f"{tensor.dtype}")
-    return tensor.data_ptr()
-
-
 @dataclass(frozen=True)
 class _BlockPointers:
     block: BlockWeights  # held so the addresses below stay valid
@@ -47,6 +41,10 @@ class _BlockPointers:
     k_norm: int | None
     post_attn_norm: int | None
     post_ffn_norm: int | None
+    wqkv: MatVec
+    wo: MatVec
+    w_gate_up: MatVec
+    w_down: MatVec
 
 
 def _vector(tensor: torch.Tensor | None) -> torch.Tensor | None:
@@ -59,9 +57,17 @@ class FusedDecoder:
     def __init__(self, model: Transformer, ops: ctypes.CDLL) -> None:
         c = model.config
         self.model, self.ops, self.config = model, ops, c
-        self.x = torch.empty(1, c.d_model, dtype=torch.bfloat16)
-        self.attn = torch.empty(1, c.q_dim, dtype=torch.bfloat16)
-        self.act = torch.empty(1, c.ffn_dim, dtype=torch.bfloat16)
+        bf16 = torch.bfloat16
+        self.x = torch.empty(1, c.d_model, dtype=bf16)  # normed input of qkv, gate/up, head
+        self.qkv = torch.empty(1, c.q_dim + 2 * c.kv_dim, dtype=bf16)
+        self.attn = torch.empty(1, c.q_dim, dtype=bf16)
+        self.gate_up = torch.empty(1, 2 * c.ffn_dim, dtype=bf16)
+        self.act = torch.empty(1, c.ffn_dim, dtype=bf16)
+        self.delta = torch.empty(1, c.d_model, dtype=bf16)  # wo and w_down outputs
+        widest = max(c.d_model, c.q_dim, c.ffn_dim)
+        self.matvec = MatVecRunner(ops, max(c.vocab_size, 2 * c.ffn_dim, c.q_dim + 2 * c.kv_dim),
+                                   widest)
+        self._head: tuple[object, MatVec] | None = None
         self.scratch = torch.empty(0)
         self.gelu = int(c.traits.activation == "gelu_tanh")
         keys = [(c.layer_rope_base(i), c.layer_rope_scale(i)) for i in range(c.n_layers)]
@@ -83,7 +89,9 @@ class FusedDecoder:
                                         block.k_norm, block.post_attn_norm, block.post_ffn_norm)]
         attn_norm, ffn_norm, *rest = (_ptr(v) for v in vectors)
         assert attn_norm is not None and ffn_norm is not None
-        pointers = _BlockPointers(block, attn_norm, ffn_norm, *rest)
+        matrices = (plan(m, self.ops) for m in (block.wqkv, block.wo, block.w_gate_up,
+                                                 block.w_down))
+        pointers = _BlockPointers(block, attn_norm, ffn_norm, *rest, *matrices)
         self._blocks[index] = (pointers, vectors)
         return pointers
 
@@ -116,13 +124,13 @@ class FusedDecoder:
     def _norm(self, hidden: torch.Tensor, delta: torch.Tensor | None, post: int | None,
               weight: int, scratch: int) -> None:
         c = self.config
-        self.ops.fs_add_norm(hidden.data_ptr(), None if delta is None else _bf16_ptr(delta),
+        self.ops.fs_add_norm(hidden.data_ptr(), None if delta is None else delta.data_ptr(),
                              post, weight, c.d_model, c.norm_eps, scratch, self.x.data_ptr())
 
     def step(self, hidden: torch.Tensor, cache: KVCache, position: int) -> torch.Tensor:
         """Logits ``(1, vocab)`` for the token whose embedding is ``hidden`` ``(1, d_model)``
         at ``position``; writes its keys/values into ``cache`` (which the caller commits)."""
-        c, model = self.config, self.model
+        c, matvec = self.config, self.matvec
         if position >= cache.capacity_tokens:
             raise ConfigError(f"position {position} is outside the KV cache")
         hidden = hidden.float().contiguous().clone()
@@ -132,25 +140,32 @@ class FusedDecoder:
         block = self._block(0)
         self._norm(hidden, None, None, block.attn_norm, scratch)
         for index in range(c.n_layers):
-            weights = block.block
-            qkv = weights.wqkv(self.x)
+            matvec(block.wqkv, self.x, self.qkv)
             cos_row, sin_row = rope_rows[self.layer_rope[index]]
             self.ops.fs_attention(
-                _bf16_ptr(qkv), c.n_heads, c.n_kv_heads, c.head_dim, block.q_norm,
+                self.qkv.data_ptr(), c.n_heads, c.n_kv_heads, c.head_dim, block.q_norm,
                 block.k_norm, c.norm_eps, cos_row, sin_row, c.rope_dims // 2, keys[index],
                 values[index], cache.capacity_tokens, position, self.windows[index],
                 c.attention_scale, scratch, self.attn.data_ptr())
-            self._norm(hidden, weights.wo(self.attn), block.post_attn_norm, block.ffn_norm,
-                       scratch)
-            gate_up = weights.w_gate_up(self.x)
-            self.ops.fs_glu(_bf16_ptr(gate_up), c.ffn_dim, self.gelu, self.act.data_ptr())
-            down = weights.w_down(self.act)
+            matvec(block.wo, self.attn, self.delta)
+            self._norm(hidden, self.delta, block.post_attn_norm, block.ffn_norm, scratch)
+            matvec(block.w_gate_up, self.x, self.gate_up)
+            self.ops.fs_glu(self.gate_up.data_ptr(), c.ffn_dim, self.gelu, self.act.data_ptr())
+            matvec(block.w_down, self.act, self.delta)
             last = index + 1 == c.n_layers
             following = self._output_norm() if last else self._block(index + 1).attn_norm
-            self._norm(hidden, down, block.post_ffn_norm, following, scratch)
+            self._norm(hidden, self.delta, block.post_ffn_norm, following, scratch)
             if not last:
                 block = self._block(index + 1)
-        return model.head_matrix()(self.x).float()
+        logits = torch.empty(1, c.vocab_size)
+        matvec(self._head_matvec(), self.x, logits)
+        return logits
+
+    def _head_matvec(self) -> MatVec:
+        matrix = self.model.head_matrix()
+        if self._head is None or self._head[0] is not matrix:
+            self._head = (matrix, plan(matrix, self.ops))
+        return self._head[1]
 
     def _output_norm(self) -> int:
         norm = self.model.output_norm

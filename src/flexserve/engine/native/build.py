@@ -30,6 +30,7 @@ SIGNATURES: dict[str, list[type]] = {
     "fs_add_norm": [_F, _F, _F, _F, _I, _R, _F, _F],
     "fs_attention": [_F, _I, _I, _I, _F, _F, _R, _F, _F, _I, _F, _F, _I, _I, _I, _R, _F, _F],
     "fs_glu": [_F, _I, _I, _F],
+    "fs_q4_gemv": [_F, _F, _F, _I, _I, _F, _F, _F, _F],
 }
 
 
@@ -70,6 +71,8 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
         function = getattr(library, name)
         function.argtypes = argtypes
         function.restype = None
+    library.fs_gemv_available.argtypes = []
+    library.fs_gemv_available.restype = ctypes.c_int
     return library
 
 
