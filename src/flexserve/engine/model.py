@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from flexserve.engine.config import ModelConfig
+from flexserve.engine.fused_decode import FusedDecoder
 from flexserve.engine.kv_cache import KVCache
 from flexserve.engine.layers import EMBED_GROUP, OUTPUT_GROUP, GroupWeights
 from flexserve.engine.matrix import (
@@ -25,6 +26,7 @@ from flexserve.engine.matrix import (
     WeightPart,
     make_matrix,
 )
+from flexserve.engine.native.build import load_decode_ops
 from flexserve.engine.nibble_planes import NibblePlanes
 from flexserve.engine.rope import RopeTable, interleaved_row_order, rotation_matrices
 from flexserve.errors import ConfigError, ContextOverflowError, ModelFormatError
@@ -192,6 +194,8 @@ class Transformer:
         self.output_weight: Matrix | None = None
         self._rope_tables: dict[tuple[float, float], RopeTable] = {}
         self._rope_last: dict[tuple[float, float], tuple[int, int, torch.Tensor]] = {}
+        self.native_decode = self.weight_format is WeightFormat.INT4  # policy: fused C step
+        self._fused: FusedDecoder | None = None
 
     # ----- weights -------------------------------------------------------------------------
     def install_group(self, name: str, weights: GroupWeights) -> None:
@@ -286,13 +290,18 @@ class Transformer:
             ffn_out = rms_norm(ffn_out.float(), block.post_ffn_norm, eps)
         return hidden + ffn_out
 
+    def head_matrix(self) -> Matrix:
+        """The output matrix: ``output.weight``, or the token embedding when tied."""
+        matrix = self.output_weight if self.output_weight is not None else self.token_embedding
+        if matrix is None:
+            raise ConfigError("tied output needs the embed group installed")
+        return matrix
+
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits ``(n, vocab_size)`` from final hidden states."""
         if self.output_norm is None:
             raise ConfigError("the output group is not installed")
-        matrix = self.output_weight if self.output_weight is not None else self.token_embedding
-        if matrix is None:
-            raise ConfigError("tied output needs the embed group installed")
+        matrix = self.head_matrix()
         return matrix(rms_norm(hidden, self.output_norm, self.config.norm_eps)).float()
 
     def forward(self, token_ids: TokenIds, cache: KVCache, last_only: bool = False) -> torch.Tensor:
@@ -303,6 +312,11 @@ class Transformer:
             raise ConfigError("forward needs at least one token")
         cache.check_room(n_tokens)
         start = cache.length
+        fused = self._fused_decoder() if n_tokens == 1 else None
+        if fused is not None:
+            logits = fused.step(hidden, cache, start)
+            cache.commit(start + 1)
+            return logits
         positions = torch.arange(start, start + n_tokens)
         for index in range(self.config.n_layers):
             hidden = self.forward_block(index, hidden, cache, positions)
@@ -311,6 +325,18 @@ class Transformer:
 
     def new_cache(self, capacity_tokens: int | None = None) -> KVCache:
         return KVCache(self.config, capacity_tokens or self.config.context_length)
+
+    def _fused_decoder(self) -> FusedDecoder | None:
+        """The fused single-token step, when enabled and its C helpers could be built."""
+        if not self.native_decode or self.weight_format is not WeightFormat.INT4:
+            return None
+        if self._fused is None:
+            ops = load_decode_ops()
+            if ops is None:
+                self.native_decode = False
+                return None
+            self._fused = FusedDecoder(self, ops)
+        return self._fused
 
     # ----- internals -----------------------------------------------------------------------
     def _rope(self, index: int, positions: torch.Tensor, start: int) -> torch.Tensor:

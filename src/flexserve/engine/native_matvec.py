@@ -1,0 +1,70 @@
+"""Matrix times one vector into preallocated buffers, for the fused decode step.
+
+An :class:`~flexserve.engine.int4_matrix.Int4Matrix` is multiplied by ``fs_q4_gemv`` of
+``decode_ops.c`` directly on its packed planes (float32 accumulation across planes, one final
+rounding); any other matrix (dense bfloat16, stacked) goes through torch and is copied into the
+buffer. Either way no tensor is allocated per call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import torch
+
+from flexserve.engine.int4_matrix import Int4Matrix
+from flexserve.engine.matrix import Matrix
+
+
+@dataclass(frozen=True)
+class NativeMatVec:
+    """An int4 matrix's plane addresses; ``matrix`` is held so they stay valid."""
+
+    matrix: Int4Matrix
+    planes: tuple[tuple[int, int], ...]  # (packed, scales_zeros) addresses per plane
+
+    @classmethod
+    def of(cls, matrix: Int4Matrix) -> NativeMatVec:
+        planes = tuple((p.data_ptr(), sz.data_ptr())
+                       for p, sz in zip(matrix.packed, matrix.scales_zeros, strict=True))
+        return cls(matrix, planes)
+
+
+MatVec = NativeMatVec | Matrix
+
+
+def plan(matrix: Matrix, ops: ctypes.CDLL) -> MatVec:
+    """The fastest available way to multiply ``matrix`` by one vector."""
+    if isinstance(matrix, Int4Matrix) and ops.fs_gemv_available():
+        return NativeMatVec.of(matrix)
+    return matrix
+
+
+class MatVecRunner:
+    """Runs :data:`MatVec` products with a shared float32 accumulator and group sums."""
+
+    def __init__(self, ops: ctypes.CDLL, max_rows: int, max_cols: int) -> None:
+        self.ops = ops
+        self.accumulator = torch.empty(max_rows)
+        self.group_sums = torch.empty(max_cols // 32 + 1)
+
+    def __call__(self, matvec: MatVec, x: torch.Tensor, out: torch.Tensor) -> None:
+        """``out = W x`` for a bfloat16 ``x`` ``(1, in)``; ``out`` is bfloat16 or float32."""
+        if not isinstance(matvec, NativeMatVec):
+            out.view(-1).copy_(matvec(x).view(-1))
+            return
+        matrix = matvec.matrix
+        n_rows, n_cols = matrix.out_features, matrix.in_features
+        x_ptr, sums = x.data_ptr(), self.group_sums.data_ptr()
+        acc = self.accumulator.data_ptr() if len(matvec.planes) > 1 else None
+        last = len(matvec.planes) - 1
+        is_f32 = out.dtype is torch.float32
+        for index, (packed, scales_zeros) in enumerate(matvec.planes):
+            acc_in = acc if index > 0 else None
+            if index < last:
+                out_f32, out_bf16 = acc, None
+            else:
+                out_f32, out_bf16 = (out.data_ptr(), None) if is_f32 else (None, out.data_ptr())
+            self.ops.fs_q4_gemv(packed, scales_zeros, x_ptr, n_rows, n_cols, acc_in, out_f32,
+                                out_bf16, sums)

@@ -1,0 +1,147 @@
+"""The fused C decode step against the torch step it replaces (same int4 format numerics).
+
+Both paths round the same values to bfloat16 at the same points and compute the rest in float32,
+so their logits agree to float32 rounding (a rare bfloat16 rounding flip moves a few logits by
+about 1e-3 on these tiny models). A wrong RoPE pair, KV slot, head grouping, window or norm
+moves logits by whole units.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import tiny_models
+import torch
+
+from flexserve.engine.config import ModelConfig
+from flexserve.engine.gguf_file import GGUFFile
+from flexserve.engine.int4_matrix import Int4Matrix
+from flexserve.engine.layers import layer_groups
+from flexserve.engine.loader import build_transformer
+from flexserve.engine.model import Transformer
+from flexserve.engine.native import build
+from flexserve.engine.native.build import load_decode_ops
+from flexserve.engine.native_matvec import MatVecRunner, NativeMatVec, plan
+from flexserve.engine.nibble_planes import to_planes
+
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
+              pytest.mark.skipif(load_decode_ops() is None, reason="no C compiler")]
+PROMPT = [3, 14, 15, 92, 65, 35, 89]
+STEPS = [79, 32, 38, 46, 26, 5, 8, 1]  # past the Gemma window of 5
+
+
+def _models(arch: str, tmp_path: Path,
+            quantize: dict[str, int] | None = None) -> tuple[Transformer, Transformer]:
+    """The same tiny GGUF in the ``int4`` and the exact ``float32`` format."""
+    hf = tiny_models.hf_model(arch)
+    gguf = GGUFFile.open(tiny_models.write_gguf(arch, hf, tmp_path / f"{arch}.gguf", quantize))
+    config, groups = ModelConfig.from_gguf(gguf), layer_groups(gguf)
+    return tuple(build_transformer(gguf, config, groups, weight_format=f)  # type: ignore
+                 for f in ("int4", "float32"))
+
+
+def _decode_logits(model: Transformer, native: bool) -> torch.Tensor:
+    model.native_decode = native
+    cache = model.new_cache(32)
+    model.forward(PROMPT, cache)
+    logits = torch.stack([model.forward([t], cache)[-1] for t in STEPS])
+    assert cache.length == len(PROMPT) + len(STEPS)
+    return logits
+
+
+_QUANTIZED = {f"blk.{i}.{name}.weight": 3 for i in range(3)  # Q4_1: int4 planes
+              for name in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
+                           "ffn_down")} | {"blk.0.attn_output.weight": 8}  # Q8_0: two planes
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3", "gemma3"])
+@pytest.mark.parametrize("quantize", [None, _QUANTIZED], ids=["dense", "int4"])
+def test_fused_step_equals_the_torch_step(arch: str, quantize: dict | None,
+                                          tmp_path: Path) -> None:
+    """Dense bfloat16 matrices: the same roundings, so equal up to rare bfloat16 flips. Int4
+    planes: the native matvec sums in another order (and planes in float32), so the fused
+    step's error against the exact float32 format must be the torch step's, not more."""
+    model, exact = _models(arch, tmp_path, quantize)
+    if quantize:
+        assert isinstance(model.blocks[0].wo, Int4Matrix)
+    reference = _decode_logits(model, native=False)
+    fused = _decode_logits(model, native=True)
+    assert model._fused is not None
+    want = _decode_logits(exact, native=True)
+    assert exact._fused is None  # the exact format always runs the torch step
+    torch_error = (reference - want).abs().mean().item()
+    fused_error = (fused - want).abs().mean().item()
+    assert fused_error < 1.25 * torch_error + 1e-4
+    assert (fused - reference).abs().mean().item() < (1.0 if quantize else 0.1) * torch_error
+    assert torch.equal(fused.argmax(-1), reference.argmax(-1))
+
+
+@pytest.mark.parametrize("type_id", [3, 8])  # one plane (Q4_1) and two planes (Q8_0)
+def test_native_matvec_matches_the_int4_kernel(type_id: int) -> None:
+    from test_weight_formats import random_blocks
+
+    ops = load_decode_ops()
+    planes = to_planes(random_blocks(type_id, 320, 256).reshape(-1), type_id, (320, 256))
+    matrix = Int4Matrix(planes)
+    matvec = plan(matrix, ops)
+    if not isinstance(matvec, NativeMatVec):
+        pytest.skip("this CPU lacks AVX512-BF16/VBMI: the torch kernel is used")
+    x = torch.randn(1, 256).to(torch.bfloat16)
+    run = MatVecRunner(ops, 320, 256)
+    out_bf16, out_f32 = torch.empty(1, 320, dtype=torch.bfloat16), torch.empty(1, 320)
+    run(matvec, x, out_bf16)
+    run(matvec, x, out_f32)
+    kernel = matrix(x).float()
+    exact = x.float() @ planes.dequantize().T
+    assert (out_bf16.float() == out_f32.to(torch.bfloat16).float()).all()
+    assert ((out_f32 - kernel).norm() / kernel.norm()).item() < 1e-2
+    ours_error = ((out_f32 - exact).norm() / exact.norm()).item()
+    kernel_error = ((kernel - exact).norm() / exact.norm()).item()
+    assert ours_error < 1e-2 and ours_error <= 1.05 * kernel_error  # bfloat16 scales only
+    if type_id == 3:  # one plane: the same single rounding as the kernel, bar summation order
+        assert (out_bf16 == kernel.to(torch.bfloat16)).float().mean().item() > 0.9
+
+
+def test_disabled_or_missing_native_ops_fall_back_to_torch(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    model, _ = _models("llama", tmp_path)
+    reference = _decode_logits(model, native=False)
+    assert model._fused is None  # the torch step ran
+    monkeypatch.setattr("flexserve.engine.model.load_decode_ops", lambda: None)
+    assert torch.equal(_decode_logits(model, native=True), reference)
+    assert model._fused is None and model.native_decode is False
+
+
+def test_the_library_is_built_into_the_cache_and_reused(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    target = build.library_path(tmp_path)
+    assert target.parent == tmp_path / "native" and not target.exists()
+    build.compile_library(target, "cc")
+    assert target.exists() and list(target.parent.iterdir()) == [target]  # no temporary left
+    monkeypatch.setenv(build.CACHE_ENV, str(tmp_path))
+    assert build.library_path() == target
+    build.load_decode_ops.cache_clear()
+    try:
+        assert build.load_decode_ops() is not None
+        monkeypatch.setenv(build.DISABLE_ENV, "0")
+        build.load_decode_ops.cache_clear()
+        assert build.load_decode_ops() is None
+    finally:
+        build.load_decode_ops.cache_clear()
+
+
+@pytest.mark.slow
+def test_fused_decode_of_smollm2_stays_close_to_float32(smollm2_path: Path) -> None:
+    """Teacher-forced decode steps (fused, int4) against the exact float32 forward pass."""
+    from flexserve.engine.loader import load_model
+
+    exact, fast = load_model(smollm2_path, weight_format="float32"), load_model(smollm2_path)
+    ids = exact.tokenizer.encode("The history of the Roman Empire began with a small city on")
+    want = exact.transformer.forward(ids, exact.transformer.new_cache(len(ids)))[8:]
+    cache = fast.transformer.new_cache(len(ids))
+    fast.transformer.forward(ids[:8], cache)
+    got = torch.stack([fast.transformer.forward([t], cache)[-1] for t in ids[8:]])
+    assert fast.transformer._fused is not None
+    assert (got - want).abs().mean().item() < 0.4
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean().item() >= 0.9
