@@ -83,3 +83,17 @@ def test_repetition_penalty() -> None:
     assert penalized.tolist() == [1.0, -4.0, 1.0]
     assert logits.tolist() == [2.0, -2.0, 1.0]  # the input is not modified
     assert Sampler(SamplingParams(repetition_penalty=3.0)).sample(logits, [0]) == 2
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(1e-300, 1.0), (5e-324, 1.0), (1.0, 1e-300),
+                                                    (1e-300, 1e-300)])
+def test_extreme_values_reach_their_greedy_limit_without_nan(temperature: float,
+                                                             top_p: float) -> None:
+    logits = torch.tensor([0.1, 3.0, 2.9, -1.0, 40.0, -60.0])
+    sampler = Sampler(SamplingParams(temperature=temperature, top_p=top_p, seed=3))
+    assert {sampler.sample(logits) for _ in range(20)} == {4}
+
+
+def test_tiny_top_p_keeps_the_most_likely_token() -> None:
+    logits = torch.log(torch.tensor([0.05, 0.5, 0.3, 0.15]))
+    assert torch.isinf(filter_top_p(logits, 1e-300)).tolist() == [True, False, True, True]

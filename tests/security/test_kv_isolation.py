@@ -31,3 +31,24 @@ def test_a_conversation_is_not_reused_by_another_session(tmp_path, smollm2_path,
         assert session.device.ta.last_trace.reused_prompt_tokens > 0  # its own history
         for client in (victim, attacker):
             client.close()
+
+
+def test_a_request_that_keeps_no_kv_neither_reuses_nor_leaves_any(tmp_path, smollm2_path,
+                                                                  one_torch_thread) -> None:
+    """The server's requests come from unrelated users over one session: keep_kv=False."""
+    store = ModelStore(tmp_path / "store", SecureDevice.load_or_create(tmp_path / "secure"))
+    with DeviceSession(FLEXSERVE, load_profile("rk3588"), store=store,
+                       cache_bytes=256 * MIB, dram_bytes=768 * MIB) as session:
+        client = FrameworkClient(session.device)
+        client.open_model(store.ensure_catalog("smollm2-135m").path.name)
+        request = {"max_tokens": 4, "temperature": 0.0}
+        first = client.generate(GenerateRequest(SECRET_TURN, raw=True, sampling=request,
+                                                keep_kv=False))
+        again = client.generate(GenerateRequest(SECRET_TURN, raw=True, sampling=request,
+                                                keep_kv=False))
+        assert session.device.ta.last_trace.reused_prompt_tokens == 0
+        assert again.text == first.text
+        client.generate(GenerateRequest(SECRET_TURN, raw=True, sampling=request))  # kept
+        client.generate(GenerateRequest(SECRET_TURN + " Smith", raw=True, sampling=request))
+        assert session.device.ta.last_trace.reused_prompt_tokens > 0
+        client.close()

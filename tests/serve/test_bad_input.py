@@ -7,6 +7,7 @@ import json
 import socket
 
 import pytest
+from tests.serve.conftest import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.slow
 
@@ -143,8 +144,10 @@ def test_oversized_body_is_413_without_reading_it(ready) -> None:
 
 def test_oversized_chunked_body_is_413(ready) -> None:
     chunk = b"x" * 65536
-    # one chunk over the limit and no end: the server reads it all, so it closes cleanly
-    stream = (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 17
+    # exactly the limit, then the one byte that crosses it, and no end: the byte that makes the
+    # server answer is the last one sent, so nothing is left unread (no reset races the answer)
+    stream = (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * (MAX_BODY_BYTES // len(chunk))
+    stream += b"1\r\nx\r\n"
     status, body = _raw_post(ready, ["Transfer-Encoding: chunked"], stream)
     assert status == 413
     assert _error(body)["code"] == "request_too_large"

@@ -105,7 +105,8 @@ def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     sorted_logits, order = torch.sort(logits, descending=True)
     probs = torch.softmax(sorted_logits, dim=-1)
     mass_before = torch.cumsum(probs, dim=-1) - probs
-    drop_sorted = mass_before >= top_p  # the first token always has mass_before 0: kept
+    drop_sorted = mass_before >= top_p
+    drop_sorted[0] = False  # the most likely token is always kept, however small top_p is
     drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
@@ -115,6 +116,13 @@ def filter_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
         return logits
     probs = torch.softmax(logits, dim=-1)
     return logits.masked_fill(probs < min_p * probs.max(), float("-inf"))
+
+
+def _tempered(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits / temperature`` without overflow: shifted so the largest is 0 and divided in
+    float64, a temperature near 0 sends every other token to -inf (the greedy limit), never NaN."""
+    shifted = logits.double() - logits.max().double()
+    return shifted / temperature
 
 
 class Sampler:
@@ -131,7 +139,7 @@ class Sampler:
         logits = apply_repetition_penalty(logits.float(), history, p.repetition_penalty)
         if p.greedy:
             return int(torch.argmax(logits))
-        logits = filter_top_k(logits / p.temperature, p.top_k)
+        logits = filter_top_k(_tempered(logits, p.temperature), p.top_k)
         logits = filter_min_p(filter_top_p(logits, p.top_p), p.min_p)
         probs = torch.softmax(logits, dim=-1)
         return int(torch.multinomial(probs, 1, generator=self.generator))

@@ -19,10 +19,6 @@ from flexserve.serve.api_errors import APIError
 MAX_SEED = 2**63 - 1
 MAX_STOP_STRINGS = 4
 OPENAI_DEFAULT_TEMPERATURE = 1.0
-#: below these the sampler's float32 arithmetic overflows; both are served as their limit:
-#: a temperature this close to 0 is greedy, a top_p this close to 0 keeps only the top token
-GREEDY_BELOW_TEMPERATURE = 1e-5
-TOP_TOKEN_BELOW_TOP_P = 1e-6
 
 
 class _Strict(BaseModel):
@@ -104,7 +100,7 @@ class _GenerationRequest(_Strict):
                        else OPENAI_DEFAULT_TEMPERATURE)
         sampling: dict[str, Any] = {
             "max_tokens": limit if limit is not None else default_max_tokens,
-            "temperature": 0.0 if temperature < GREEDY_BELOW_TEMPERATURE else temperature,
+            "temperature": temperature,
             "top_p": self.top_p if self.top_p is not None else 1.0,
             "stop": stop_strings(self.stop),
             "seed": self.seed,
@@ -113,8 +109,6 @@ class _GenerationRequest(_Strict):
             value = getattr(self, extension)
             if value is not None:
                 sampling[extension] = value
-        if sampling["top_p"] < TOP_TOKEN_BELOW_TOP_P:
-            sampling.update(top_p=1.0, top_k=1)
         return sampling
 
 

@@ -106,14 +106,20 @@ class Job:
 
 
 def framework_request(request: WorkRequest) -> GenerateRequest:
-    """The TA's request for ``request``; a ``ConfigError`` says what is wrong with it."""
+    """The TA's request for ``request``; a ``ConfigError`` says what is wrong with it.
+
+    The worker serves unrelated clients over one framework session per model, so no request
+    reuses or keeps a KV cache (``keep_kv=False``): one user's prompt never shapes another's
+    text or time to first token."""
     if request.messages is not None:
         messages = tuple({"role": m.role, "content": m.content} for m in request.messages)
-        generate = GenerateRequest(messages=messages, sampling=dict(request.sampling))
+        generate = GenerateRequest(messages=messages, sampling=dict(request.sampling),
+                                   keep_kv=False)
     else:
         if request.prompt is None:
             raise ConfigError("a request needs a prompt or messages")
-        generate = GenerateRequest(request.prompt, raw=True, sampling=dict(request.sampling))
+        generate = GenerateRequest(request.prompt, raw=True, sampling=dict(request.sampling),
+                                   keep_kv=False)
     generate.validate()
     return generate
 

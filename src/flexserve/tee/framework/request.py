@@ -19,7 +19,7 @@ from flexserve.engine.sampling import SamplingParams
 from flexserve.errors import ConfigError, TokenizerError
 
 MAX_REQUEST_BYTES = 1 << 20
-_FIELDS = frozenset({"prompt", "raw", "system", "sampling", "messages"})
+_FIELDS = frozenset({"prompt", "raw", "system", "sampling", "messages", "keep_kv"})
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,10 @@ class GenerateRequest:
     #: a chat conversation instead of ``prompt``: roles system (first turn only), user and
     #: assistant; the last turn is the user's
     messages: tuple[dict[str, str], ...] | None = None
+    #: reuse this session's kept KV cache for a matching prompt prefix, and keep this
+    #: request's for the next turn (docs/cache.md); a client serving unrelated users (the
+    #: HTTP server) says False, so one user's tokens never shape another's text or timing
+    keep_kv: bool = True
 
     def encode(self) -> bytes:
         body = asdict(self)
@@ -52,7 +56,8 @@ class GenerateRequest:
                       raw=_flag(body.get("raw", False)),
                       system=_optional_text(body.get("system"), "system"),
                       sampling=_mapping(body.get("sampling", {})),
-                      messages=None if messages is None else checked_messages(messages))
+                      messages=None if messages is None else checked_messages(messages),
+                      keep_kv=_flag(body.get("keep_kv", True)))
         request.validate()
         return request
 

@@ -41,7 +41,8 @@ class CachedMemory:
     """Resident layers are reused; what the request loads is offered to the cache."""
 
     def __init__(self, cache: ModelCache, resident: ResidentModel, pool: FlexMemPool,
-                 kv_key: str) -> None:
+                 kv_key: str | None) -> None:
+        """``kv_key``: whose kept KV caches this request may reuse and extend; None: none."""
         self.cache, self.resident, self.pool, self.kv_key = cache, resident, pool, kv_key
         self.transformer = resident.transformer
 
@@ -52,14 +53,15 @@ class CachedMemory:
                trace: RequestTrace) -> tuple[tuple[bytes, int], int] | None:
         """A kept KV cache whose tokens start the prompt: (its bytes and tokens, reused)."""
         kv = self.cache.kv
-        found = kv.match(self.kv_key, prompt_ids) if kv is not None else None
+        if kv is None or self.kv_key is None:
+            return None
+        found = kv.match(self.kv_key, prompt_ids)
         if found is None:
             return None
         entry, reused = found
         if not entry.resident:
             trace.kv_restored_bytes = entry.n_bytes + 16  # ciphertext and tag, read back
         trace.reused_prompt_tokens = reused
-        assert kv is not None
         stored = len(entry.token_ids)
         return (kv.take(entry), stored), reused
 
@@ -67,7 +69,7 @@ class CachedMemory:
              kv: tuple[list[int], bytes] | None = None) -> None:
         restored = sum(layer.ciphertext_bytes for layer in trace.layers if not layer.resident)
         self.cache.checkin(self.resident, self.pool.take_all(), prompt_tokens, restored,
-                           (self.kv_key, *kv) if kv is not None else None)
+                           (self.kv_key, *kv) if kv is not None and self.kv_key else None)
 
     def failed(self) -> None:
         self.cache.drop_request(self.resident, self.pool.take_all())

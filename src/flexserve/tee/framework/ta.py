@@ -249,7 +249,8 @@ class FrameworkTA(TrustedApplication):
         trace = RequestTrace(model.name, model.config, init_stages=init,
                              prompt_tokens=len(prompt_ids))
         self.last_trace = trace
-        memory = self._request_memory(model, f"{model.name}#{session.kv_owner}")
+        kv_key = f"{model.name}#{session.kv_owner}" if request.keep_kv else None
+        memory = self._request_memory(model, kv_key)
         npu = NpuHold(self.services, self.options.use_npu)
         try:
             prefix = memory.prefix(model.name, prompt_ids, trace)
@@ -287,7 +288,7 @@ class FrameworkTA(TrustedApplication):
         if stream is not None:
             stream.cancel()
 
-    def _request_memory(self, model: OpenModel, kv_key: str) -> RequestMemory:
+    def _request_memory(self, model: OpenModel, kv_key: str | None) -> RequestMemory:
         if self.cache is None:
             return ColdMemory(self._pool(model), self._transformer(model))
         units = [(u.name, u.n_bytes) for u in model.sealed.weight_units]
