@@ -22,20 +22,12 @@ from flexserve.tee.framework.memory import FlexMemPool, TzascPool
 from flexserve.tee.framework.meter import WorkMeter
 from flexserve.tee.framework.pipeline import LayerLoader
 from flexserve.tee.framework.trace import StageKind
-from flexserve.tee.sealing import ModelStore, SealedModel, SecureDevice
+from flexserve.tee.sealing import SealedModel
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread(one_torch_thread):
     """A small shared host: one torch thread is usually faster than two."""
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory, smollm2_path: Path) -> ModelStore:
-    home = tmp_path_factory.mktemp("home")
-    store = ModelStore(home / "store", SecureDevice.load_or_create(home / "secure"))
-    store.ensure_sealed("smollm2-135m", smollm2_path)
-    return store
-
 
 def _load_two_blocks(device, store, smollm2_path: Path, pool):
     """Load blk.0 and blk.1 through ``pool``; check bytes, stages and the installed weights."""

@@ -7,15 +7,9 @@ from pathlib import Path
 
 from flexserve.commands import Command
 from flexserve.errors import ConfigError, ModelError
+from flexserve.ui.units import human_bytes
 
 _KIB = 1024
-
-
-def _human_bytes(n_bytes: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n_bytes >= scale:
-            return f"{n_bytes / scale:.2f} {unit}"
-    return f"{n_bytes} B"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         result = store.seal(entry.path, name, args.version, chunk_bytes=args.chunk_kib * _KIB,
                             out_path=args.out, progress=bar.update)
     print(f"sealed {name} version {result.model_version}: {result.path}")
-    print(f"size   {_human_bytes(result.blob_bytes)} ({result.blob_bytes} bytes, "
+    print(f"size   {human_bytes(result.blob_bytes)} ({result.blob_bytes} bytes, "
           f"{result.n_units} units, {result.n_chunks} chunks)")
     print(f"sha256 {result.blob_sha256.hex()}")
     return 0

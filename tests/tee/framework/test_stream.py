@@ -7,8 +7,6 @@ half-owned (no cache: every frame scrubbed and handed back; cache: checked in).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -22,7 +20,7 @@ from flexserve.systems.device import Device, FrameworkClient, boot_device
 from flexserve.systems.schedule import time_request
 from flexserve.tee.framework import FrameworkOptions, GenerateRequest
 from flexserve.tee.gp import TeeResult
-from flexserve.tee.sealing import ModelStore, SecureDevice
+from flexserve.tee.sealing import ModelStore
 from flexserve.timing.profile import load_profile
 
 PROMPT = "Name three colours of the rainbow."
@@ -32,14 +30,6 @@ GREEDY = {"max_tokens": 12, "temperature": 0.0}
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread(one_torch_thread):
     """A small shared host: one torch thread is usually faster than two."""
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory, smollm2_path: Path) -> ModelStore:
-    home = tmp_path_factory.mktemp("home")
-    store = ModelStore(home / "store", SecureDevice.load_or_create(home / "secure"))
-    store.ensure_sealed("smollm2-135m", smollm2_path)
-    return store
 
 
 def _open(store: ModelStore, cache_bytes: int = 0) -> tuple[Device, FrameworkClient]:
