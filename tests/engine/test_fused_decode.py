@@ -145,3 +145,39 @@ def test_fused_decode_of_smollm2_stays_close_to_float32(smollm2_path: Path) -> N
     assert fast.transformer._fused is not None
     assert (got - want).abs().mean().item() < 0.4
     assert (got.argmax(-1) == want.argmax(-1)).float().mean().item() >= 0.9
+
+
+@pytest.mark.parametrize("type_id", [3, 8])
+@pytest.mark.parametrize("n_tokens", [1, 2, 5, 8, 33])  # whole and partial tiles of 4 tokens
+def test_native_gemm_matches_the_int4_kernel_row_by_row(type_id: int, n_tokens: int) -> None:
+    from test_weight_formats import random_blocks
+
+    from flexserve.engine.native_gemm import native_q4_ops, q4_matmul
+
+    ops = native_q4_ops()
+    if ops is None:
+        pytest.skip("this CPU lacks AVX512-BF16/VBMI: the torch kernel is used")
+    planes = to_planes(random_blocks(type_id, 192, 320).reshape(-1), type_id, (192, 320))
+    matrix = Int4Matrix(planes)
+    x = torch.randn(n_tokens, 320).to(torch.bfloat16)
+    got = q4_matmul(ops, matrix.packed, matrix.scales_zeros, x, 192).float()
+    rows = torch.cat([q4_matmul(ops, matrix.packed, matrix.scales_zeros, x[i:i + 1], 192)
+                      for i in range(n_tokens)]).float()
+    exact = x.float() @ planes.dequantize().T
+    kernel = torch.cat([_int4_kernel(matrix, x[i:i + 1]) for i in range(n_tokens)])
+    assert torch.equal(got, rows)  # the same sums as the single-row kernel, row by row
+    ours_error = ((got - exact).norm() / exact.norm()).item()
+    kernel_error = ((kernel - exact).norm() / exact.norm()).item()
+    assert ours_error < 1e-2 and ours_error <= 1.05 * kernel_error
+    swapped = x.flip(0)  # each output row depends on its own input row only
+    assert torch.equal(q4_matmul(ops, matrix.packed, matrix.scales_zeros, swapped, 192).flip(0),
+                       q4_matmul(ops, matrix.packed, matrix.scales_zeros, x, 192))
+
+
+def _int4_kernel(matrix: Int4Matrix, x: torch.Tensor) -> torch.Tensor:
+    """torch's own int4 kernel on the same planes (the reference the native kernels replace)."""
+    out = torch.ops.aten._weight_int4pack_mm_for_cpu(x, matrix.packed[0], 32,
+                                                     matrix.scales_zeros[0]).float()
+    for packed, scales_zeros in zip(matrix.packed[1:], matrix.scales_zeros[1:], strict=True):
+        out += torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, 32, scales_zeros).float()
+    return out

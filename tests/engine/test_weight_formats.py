@@ -61,8 +61,12 @@ def test_packing_matches_torch_and_rows_can_be_reordered() -> None:
 
 
 @pytest.mark.parametrize("type_id", [3, 8])  # one plane (Q4_1) and two planes (Q8_0)
-@pytest.mark.parametrize("n_tokens", [1, KERNEL_MAX_TOKENS + 1])  # kernel and dequantize paths
-def test_int4_matrix_products_and_rows(type_id: int, n_tokens: int) -> None:
+@pytest.mark.parametrize("n_tokens", [1, KERNEL_MAX_TOKENS + 1])  # torch: kernel, dequantize
+@pytest.mark.parametrize("native", [True, False], ids=["native", "torch"])
+def test_int4_matrix_products_and_rows(type_id: int, n_tokens: int, native: bool,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    if not native:
+        monkeypatch.setattr("flexserve.engine.int4_matrix.native_q4_ops", lambda: None)
     planes = to_planes(random_blocks(type_id, 192, 256).reshape(-1), type_id, (192, 256))
     weight = planes.dequantize()
     matrix = Int4Matrix(planes)

@@ -31,20 +31,17 @@ class OursEngine:
         import torch
 
         from flexserve.commands._engine import load_for_generation
+        from flexserve.engine.generate import GreedyStepper
 
         torch.set_num_threads(threads)
         self.loaded = load_for_generation(model)
-        self.max_context = max_context
-        self.session = None
+        # One KV cache for the whole run, reset per prompt, as llama.cpp keeps its context.
+        self.session = GreedyStepper(self.loaded.transformer, max_context)
 
     def prefill(self, ids: list[int]) -> int:
-        from flexserve.engine.generate import GreedyStepper
-
-        self.session = GreedyStepper(self.loaded.transformer, self.max_context)
         return self.session.prefill(ids)
 
     def step(self, token_id: int) -> int:
-        assert self.session is not None
         return self.session.step(token_id)
 
 

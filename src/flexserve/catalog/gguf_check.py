@@ -84,7 +84,7 @@ def _check_padding(gguf_file: GGUFFile, path: Path) -> None:
 
 def _facts(gguf_file: GGUFFile, path: Path) -> GGUFFacts:
     from flexserve.engine.config import ModelConfig
-    from flexserve.engine.layers import layer_groups
+    from flexserve.engine.layer_groups import layer_groups
     from flexserve.engine.tokenizer import Tokenizer
 
     config = ModelConfig.from_gguf(gguf_file)

@@ -4,19 +4,24 @@ Each plane of a :class:`~flexserve.engine.nibble_planes.NibblePlanes` matrix is 
 layout of ``torch.ops.aten._weight_int4pack_mm_for_cpu``: rows in blocks of 64, byte ``j`` of
 column ``k`` holding row ``j`` (low nibble) and row ``j + 32`` (high nibble) of the block. The
 kernel computes ``(digit - 8) * scale + zero`` per 32-column group with bfloat16 activations,
-scales and zeros. Few-token inputs use the kernel; longer ones (prefill) dequantize the matrix
-to bfloat16 once per call and use a dense bfloat16 matmul, which is faster there.
+scales and zeros. Where the native kernels run (:mod:`native_gemm`), every product uses them on
+these planes. Otherwise few-token inputs use torch's kernel and longer ones (prefill)
+dequantize the matrix to bfloat16 once per call for a dense bfloat16 matmul, which is faster
+there; the transposed scales that path needs are built on its first use only.
 """
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 
+from flexserve.engine.native_gemm import native_q4_ops, q4_matmul
 from flexserve.engine.nibble_planes import GROUP_COLS, NibblePlanes
 from flexserve.errors import ModelFormatError
 
 ROW_BLOCK = 64
-KERNEL_MAX_TOKENS = 48  # above this many input rows, dequantize-then-matmul is faster (measured)
+KERNEL_MAX_TOKENS = 48  # torch path: above this many rows, dequantize-then-matmul is faster
 _KERNEL_ZERO_DIGIT = 8
 
 
@@ -60,8 +65,6 @@ class Int4Matrix:
         self.out_features, self.in_features = planes.shape
         self.packed = [pack_digits(d) for d in planes.digits]
         self.scales_zeros = [self._scales_zeros(planes, p) for p in range(planes.n_planes)]
-        self.scales_t = [s.t().to(torch.bfloat16)[:, None, :].contiguous() for s in planes.scales]
-        self.offsets_t = planes.offsets.t().to(torch.bfloat16)[:, None, :].contiguous()
 
     @staticmethod
     def _scales_zeros(planes: NibblePlanes, plane: int) -> torch.Tensor:
@@ -69,13 +72,29 @@ class Int4Matrix:
         zeros = _KERNEL_ZERO_DIGIT * scales + (planes.offsets if plane == 0 else 0)
         return torch.stack((scales.t(), zeros.t()), dim=-1).to(torch.bfloat16).contiguous()
 
+    @cached_property
+    def scales_t(self) -> list[torch.Tensor]:
+        """Per plane, bfloat16 scales ``(K/32, 1, N)`` for :meth:`dequantized_t`."""
+        return [sz[..., 0][:, None, :].contiguous() for sz in self.scales_zeros]
+
+    @cached_property
+    def offsets_t(self) -> torch.Tensor:
+        """bfloat16 group offsets ``(K/32, 1, N)``: the zeros less ``8 * scale`` per plane."""
+        offsets = sum(sz[..., 1].float() - _KERNEL_ZERO_DIGIT * sz[..., 0].float()
+                      for sz in self.scales_zeros)
+        assert isinstance(offsets, torch.Tensor)
+        return offsets.to(torch.bfloat16)[:, None, :].contiguous()
+
     @property
     def n_bytes(self) -> int:
-        tensors = [*self.packed, *self.scales_zeros, *self.scales_t, self.offsets_t]
+        tensors = [*self.packed, *self.scales_zeros]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(torch.bfloat16)
+        x = x.to(torch.bfloat16).contiguous()
+        ops = native_q4_ops()
+        if ops is not None:
+            return q4_matmul(ops, self.packed, self.scales_zeros, x, self.out_features)
         n_elements = self.out_features * self.in_features
         if x.shape[0] > KERNEL_MAX_TOKENS and n_elements <= DEQUANTIZE_MAX_ELEMENTS:
             return torch.mm(x, self.dequantized_t(_SCRATCH.take(n_elements)))
@@ -101,18 +120,19 @@ class Int4Matrix:
         return weight_t.view(n_cols, n_rows)
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
-        """Rows ``ids`` of ``W`` in float32 (an embedding lookup)."""
+        """Rows ``ids`` of ``W`` in float32 (an embedding lookup), as the kernels weigh them."""
         n_cols = self.in_features
         block, within = ids // ROW_BLOCK, ids % ROW_BLOCK
         shift = (within // (ROW_BLOCK // 2) * 4).to(torch.uint8)[:, None]
         columns = torch.arange(n_cols)[None, :]
-        values = self.offsets_t[:, 0, ids].t().float().repeat_interleave(GROUP_COLS, dim=1)
-        for packed, scales in zip(self.packed, self.scales_t, strict=True):
+        values = torch.zeros(ids.numel(), n_cols)
+        for packed, scales_zeros in zip(self.packed, self.scales_zeros, strict=True):
             blocks = packed.view(-1, n_cols, ROW_BLOCK // 2)
             digits = (blocks[block[:, None], columns, within[:, None] % (ROW_BLOCK // 2)]
                       >> shift) & 0x0F
-            row_scales = scales[:, 0, ids].t().float().repeat_interleave(GROUP_COLS, dim=1)
-            values += digits.float() * row_scales
+            scales, zeros = (scales_zeros[:, ids, i].t().float().repeat_interleave(GROUP_COLS, 1)
+                             for i in (0, 1))
+            values += (digits.float() - _KERNEL_ZERO_DIGIT) * scales + zeros
         return values
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flexserve.engine.config import ModelConfig
 from flexserve.engine.gguf_file import GGUFFile
-from flexserve.engine.layers import EMBED_GROUP, layer_groups
+from flexserve.engine.layer_groups import EMBED_GROUP, layer_groups
 from flexserve.systems.shape_plan import layer_trace
 from flexserve.tee.framework.trace import RequestTrace, Stage, StageKind
 

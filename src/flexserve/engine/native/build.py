@@ -1,7 +1,7 @@
-"""Compile ``decode_ops.c`` once per machine and load it with ctypes.
+"""Compile the native kernels (``decode_ops.c``, ``q4_kernels.c``) once per machine; load them.
 
 The shared object is cached under ``$FLEXSERVE_CACHE_DIR`` (default ``~/.cache/flexserve``),
-keyed by a hash of the source, the compiler flags and the CPU's flags, and written atomically,
+keyed by a hash of the sources, the compiler flags and the CPU's flags, and written atomically,
 so concurrent processes and later runs reuse it. Without a C compiler, or with
 ``FLEXSERVE_NATIVE=0``, :func:`load_decode_ops` returns None and the engine stays on torch.
 """
@@ -17,7 +17,9 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-SOURCE_PATH = Path(__file__).with_name("decode_ops.c")
+NATIVE_DIR = Path(__file__).parent
+SOURCES = tuple(NATIVE_DIR / name for name in ("decode_ops.c", "q4_kernels.c"))
+HEADERS = (NATIVE_DIR / "bf16.h",)
 CFLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-std=c99", "-fopenmp")
 DISABLE_ENV = "FLEXSERVE_NATIVE"
 CACHE_ENV = "FLEXSERVE_CACHE_DIR"
@@ -31,6 +33,7 @@ SIGNATURES: dict[str, list[type]] = {
     "fs_attention": [_F, _I, _I, _I, _F, _F, _R, _F, _F, _I, _F, _F, _I, _I, _I, _R, _F, _F],
     "fs_glu": [_F, _I, _I, _F],
     "fs_q4_gemv": [_F, _F, _F, _I, _I, _F, _F, _F, _F],
+    "fs_q4_gemm": [_F, _F, _F, _I, _I, _I, _F, _F, _F, _F],
 }
 
 
@@ -46,7 +49,8 @@ def _cpu_flags() -> str:
 def library_path(cache_dir: Path | None = None) -> Path:
     """Where the compiled library for this source, these flags and this CPU lives."""
     key = hashlib.sha256()
-    for part in (SOURCE_PATH.read_bytes(), " ".join(CFLAGS).encode(), _cpu_flags().encode()):
+    parts = [path.read_bytes() for path in (*SOURCES, *HEADERS)]
+    for part in (*parts, " ".join(CFLAGS).encode(), _cpu_flags().encode()):
         key.update(part)
     root = cache_dir or Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "flexserve")
     return root / "native" / f"decode_ops-{key.hexdigest()[:16]}.so"
@@ -58,7 +62,7 @@ def compile_library(target: Path, compiler: str) -> None:
     handle, temp_name = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(handle)
     try:
-        subprocess.run([compiler, *CFLAGS, "-o", temp_name, str(SOURCE_PATH), "-lm"],
+        subprocess.run([compiler, *CFLAGS, "-o", temp_name, *map(str, SOURCES), "-lm"],
                        check=True, capture_output=True, timeout=BUILD_TIMEOUT_S)
         os.replace(temp_name, target)
     finally:

@@ -3,30 +3,17 @@
  * Everything between the weight matmuls of one decode step: RMSNorm with the residual add,
  * QK norm + RoPE + KV-cache write + grouped-query attention, and the gated activation. Matmul
  * inputs and outputs are bfloat16 (round to nearest even, as torch rounds), the residual
- * stream, the KV cache and all arithmetic are float32. Built and loaded by native_lib.py;
+ * stream, the KV cache and all arithmetic are float32. Built and loaded by build.py;
  * model.py keeps the same computation in torch as the reference and the fallback.
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "bf16.h"
+
 #define LANES 16
 #define PARALLEL_MIN_WORK 65536L /* multiply-adds below which threads cost more */
-
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline uint16_t f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
 
 static inline uint16_t round_bf16(float f) { return f32_to_bf16(f); }
 
@@ -166,106 +153,3 @@ void fs_glu(const uint16_t *gate_up, int ffn, int gelu, uint16_t *out) {
         out[i] = f32_to_bf16(prod);
     }
 }
-
-/* ---- int4 matrix times one bfloat16 vector, on torch's packed int4 layout ----------------
- * packed is (N/64, K, 32) bytes: byte j of column k of row block b holds the digit of row
- * b*64+j (low nibble) and of row b*64+32+j (high nibble); scales_zeros is (K/32, N, 2) bf16
- * with w = (digit - 8) * scale + zero per group of 32 columns (torch's
- * _weight_int4pack_mm_for_cpu format). y = W x (+ acc_in) is accumulated in float32 and
- * stored to out_f32 and/or out_bf16 (either may be NULL). Needs AVX512-BF16 and VBMI: two
- * columns of 16 rows become one register of bf16 pairs (128 + digit, exactly) for one
- * vdpbf16ps against the broadcast pair x[k], x[k+1]; per group, y += s * acc +
- * (z - 136 s) * sum(x) undoes the 128 + 8 bias. */
-#if defined(__AVX512BF16__) && defined(__AVX512VBMI__) && defined(__AVX512BW__)
-#include <immintrin.h>
-
-int fs_gemv_available(void) { return 1; }
-
-#define PREFETCH_BYTES 2048 /* how far ahead the weight stream is fetched (measured) */
-
-static __m512i pair_index(int first_row) {
-    uint8_t idx[64];
-    for (int i = 0; i < 16; ++i) {
-        idx[4 * i] = (uint8_t)(first_row + i);          /* column k, from the digits */
-        idx[4 * i + 1] = 64;                            /* 0x43, from the constant */
-        idx[4 * i + 2] = (uint8_t)(32 + first_row + i); /* column k + 1 */
-        idx[4 * i + 3] = 64;
-    }
-    return _mm512_loadu_si512(idx);
-}
-
-static void gemv_block(const uint8_t *packed, const uint16_t *sz, const uint16_t *x,
-                       const float *sum_x, int n_rows, int n_cols, int block, const float *acc_in,
-                       float *out_f32, uint16_t *out_bf16) {
-    const __m512i low4 = _mm512_set1_epi8(0x0f), high_byte = _mm512_set1_epi8(0x43);
-    const __m512i idx0 = pair_index(0), idx1 = pair_index(16);
-    __m512 y[4];
-    for (int r = 0; r < 4; ++r) y[r] = _mm512_setzero_ps();
-    const uint8_t *base = packed + (size_t)block * n_cols * 32;
-    if ((block + 1) * 64 < n_rows) /* the next block's scales sit n_rows * 4 bytes apart */
-        for (int g = 0; g < n_cols / 32; ++g)
-            for (int line = 0; line < 256; line += 64)
-                _mm_prefetch((const char *)(sz + ((size_t)g * n_rows + (size_t)(block + 1) * 64) * 2) + line,
-                             _MM_HINT_T0);
-    for (int g = 0; g < n_cols / 32; ++g) {
-        __m512 acc[4];
-        for (int r = 0; r < 4; ++r) acc[r] = _mm512_setzero_ps();
-        for (int c = 0; c < 16; ++c) {
-            int k = g * 32 + 2 * c;
-            __m512i bytes = _mm512_loadu_si512(base + (size_t)k * 32);
-            _mm_prefetch((const char *)(base + (size_t)k * 32 + PREFETCH_BYTES), _MM_HINT_T0);
-            __m512i lo = _mm512_and_si512(bytes, low4);
-            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low4);
-            int32_t pair;
-            memcpy(&pair, x + k, sizeof pair);
-            __m512bh xs = (__m512bh)_mm512_set1_epi32(pair);
-            acc[0] = _mm512_dpbf16_ps(acc[0], (__m512bh)_mm512_permutex2var_epi8(lo, idx0, high_byte), xs);
-            acc[1] = _mm512_dpbf16_ps(acc[1], (__m512bh)_mm512_permutex2var_epi8(lo, idx1, high_byte), xs);
-            acc[2] = _mm512_dpbf16_ps(acc[2], (__m512bh)_mm512_permutex2var_epi8(hi, idx0, high_byte), xs);
-            acc[3] = _mm512_dpbf16_ps(acc[3], (__m512bh)_mm512_permutex2var_epi8(hi, idx1, high_byte), xs);
-        }
-        const uint16_t *group_sz = sz + ((size_t)g * n_rows + (size_t)block * 64) * 2;
-        __m512 gsum = _mm512_set1_ps(sum_x[g]);
-        for (int r = 0; r < 4; ++r) {
-            __m512i pairs = _mm512_loadu_si512(group_sz + 32 * r);
-            __m512 s = _mm512_castsi512_ps(_mm512_slli_epi32(pairs, 16));
-            __m512 z = _mm512_castsi512_ps(_mm512_and_si512(pairs, _mm512_set1_epi32((int)0xffff0000u)));
-            __m512 bias = _mm512_fnmadd_ps(_mm512_set1_ps(136.0f), s, z);
-            y[r] = _mm512_fmadd_ps(s, acc[r], y[r]);
-            y[r] = _mm512_fmadd_ps(bias, gsum, y[r]);
-        }
-    }
-    for (int r = 0; r < 4; ++r) {
-        size_t row = (size_t)block * 64 + 16 * r;
-        if (acc_in) y[r] = _mm512_add_ps(y[r], _mm512_loadu_ps(acc_in + row));
-        if (out_f32) _mm512_storeu_ps(out_f32 + row, y[r]);
-        if (out_bf16) {
-            float tmp[16];
-            _mm512_storeu_ps(tmp, y[r]);
-            for (int i = 0; i < 16; ++i) out_bf16[row + i] = f32_to_bf16(tmp[i]);
-        }
-    }
-}
-
-void fs_q4_gemv(const uint8_t *packed, const uint16_t *sz, const uint16_t *x, int n_rows,
-                int n_cols, const float *acc_in, float *out_f32, uint16_t *out_bf16,
-                float *sum_x) {
-    for (int g = 0; g < n_cols / 32; ++g) {
-        float s = 0.0f;
-        for (int i = 0; i < 32; ++i) s += bf16_to_f32(x[g * 32 + i]);
-        sum_x[g] = s;
-    }
-#pragma omp parallel for schedule(static) if (n_rows >= 256)
-    for (int block = 0; block < n_rows / 64; ++block)
-        gemv_block(packed, sz, x, sum_x, n_rows, n_cols, block, acc_in, out_f32, out_bf16);
-}
-#else
-int fs_gemv_available(void) { return 0; }
-
-void fs_q4_gemv(const uint8_t *packed, const uint16_t *sz, const uint16_t *x, int n_rows,
-                int n_cols, const float *acc_in, float *out_f32, uint16_t *out_bf16,
-                float *sum_x) {
-    (void)packed; (void)sz; (void)x; (void)n_rows; (void)n_cols; (void)acc_in;
-    (void)out_f32; (void)out_bf16; (void)sum_x;
-}
-#endif

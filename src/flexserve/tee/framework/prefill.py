@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from flexserve.engine.kv_cache import KVCache
-from flexserve.engine.layers import EMBED_GROUP, OUTPUT_GROUP
+from flexserve.engine.layer_groups import EMBED_GROUP, OUTPUT_GROUP
 from flexserve.engine.model import Transformer
 from flexserve.errors import ConfigError
 

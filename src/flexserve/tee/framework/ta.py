@@ -44,7 +44,7 @@ import numpy as np
 
 from flexserve.engine.config import ModelConfig
 from flexserve.engine.gguf_file import GGUFFile
-from flexserve.engine.layers import LayerGroup
+from flexserve.engine.layer_groups import LayerGroup
 from flexserve.engine.matrix import DEFAULT_WEIGHT_FORMAT, WeightFormat
 from flexserve.engine.model import Transformer
 from flexserve.errors import ConfigError, ContextOverflowError, SecurityError

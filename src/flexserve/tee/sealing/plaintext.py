@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flexserve.engine.gguf_file import GGUFFile
-from flexserve.engine.layers import LayerGroup, layer_groups
+from flexserve.engine.layer_groups import LayerGroup, layer_groups
 from flexserve.tee.sealing.format import META_UNIT, UnitEntry
 
 

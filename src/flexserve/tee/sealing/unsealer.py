@@ -24,7 +24,7 @@ import hmac
 from cryptography.exceptions import InvalidTag
 
 from flexserve.engine.gguf_file import GGUFFile
-from flexserve.engine.layers import LayerGroup, layer_groups
+from flexserve.engine.layer_groups import LayerGroup, layer_groups
 from flexserve.errors import ConfigError, SecurityError
 from flexserve.tee.sealing.blob_io import BlobReader, read_exact, reported_size
 from flexserve.tee.sealing.buffers import (

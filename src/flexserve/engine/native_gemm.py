@@ -1,0 +1,45 @@
+"""Int4 matrix products of several input rows by ``fs_q4_gemm`` of ``q4_kernels.c``.
+
+The native kernel (``fs_q4_gemv`` for a single row) multiplies torch's packed int4 planes by bfloat16 rows with float32
+accumulation, converting each weight register once for a tile of tokens; it replaces both
+torch's int4 kernel (slow beyond a few rows) and dequantize-then-matmul (a full bfloat16 copy
+of the matrix per call) for prefill. A second plane adds onto the first plane's float32 sums,
+and the result is rounded to bfloat16 once, as the single-vector kernel does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from flexserve.engine.native.build import load_decode_ops
+
+GROUP_COLS = 32
+
+
+def native_q4_ops() -> ctypes.CDLL | None:
+    """The native kernels, when they are built and this CPU runs them; else None."""
+    ops = load_decode_ops()
+    return ops if ops is not None and ops.fs_gemv_available() else None
+
+
+def q4_matmul(ops: ctypes.CDLL, packed: list[torch.Tensor], scales_zeros: list[torch.Tensor],
+              x: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """``x @ W.T`` as bfloat16 ``(n, n_rows)`` for a contiguous bfloat16 ``x`` ``(n, K)``."""
+    n_tokens, n_cols = x.shape
+    out = torch.empty(n_tokens, n_rows, dtype=torch.bfloat16)
+    sums = torch.empty(n_tokens * (n_cols // GROUP_COLS))
+    partial = torch.empty(n_tokens, n_rows) if len(packed) > 1 else None
+    last = len(packed) - 1
+    for index, (plane, plane_sz) in enumerate(zip(packed, scales_zeros, strict=True)):
+        acc_in = partial.data_ptr() if partial is not None and index > 0 else None
+        out_f32 = partial.data_ptr() if partial is not None and index < last else None
+        out_bf16 = out.data_ptr() if index == last else None
+        if n_tokens == 1:
+            ops.fs_q4_gemv(plane.data_ptr(), plane_sz.data_ptr(), x.data_ptr(), n_rows, n_cols,
+                           acc_in, out_f32, out_bf16, sums.data_ptr())
+        else:
+            ops.fs_q4_gemm(plane.data_ptr(), plane_sz.data_ptr(), x.data_ptr(), n_tokens,
+                           n_rows, n_cols, acc_in, out_f32, out_bf16, sums.data_ptr())
+    return out
