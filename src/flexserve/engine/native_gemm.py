@@ -1,6 +1,7 @@
 """Int4 matrix products of several input rows by ``fs_q4_gemm`` of ``q4_kernels.c``.
 
-The native kernel (``fs_q4_gemv`` for a single row) multiplies torch's packed int4 planes by bfloat16 rows with float32
+The native kernel (``fs_q4_gemv`` for a single row) multiplies torch's packed int4 planes
+by bfloat16 rows with float32
 accumulation, converting each weight register once for a tile of tokens; it replaces both
 torch's int4 kernel (slow beyond a few rows) and dequantize-then-matmul (a full bfloat16 copy
 of the matrix per call) for prefill. A second plane adds onto the first plane's float32 sums,
