@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from gguf import GGMLQuantizationType
 from gguf import quants as gguf_quants
 
 from flexserve.engine.ggml_types import ggml_type
-from flexserve.engine.int4_matrix import KERNEL_MAX_TOKENS, Int4Matrix, pack_digits
+from flexserve.engine.int4_layout import NATIVE_ROW_BLOCK, pack_digits, torch_row_block
+from flexserve.engine.int4_matrix import KERNEL_MAX_TOKENS, Int4Matrix
 from flexserve.engine.layers import group_bytes, layer_groups, load_group
 from flexserve.engine.matrix import DenseMatrix, StackedMatrix, WeightFormat, make_matrix
 from flexserve.engine.nibble_planes import PLANE_TYPES, NibblePlanes, cat_rows, to_planes
@@ -53,7 +55,9 @@ def test_packing_matches_torch_and_rows_can_be_reordered() -> None:
     planes = to_planes(random_blocks(3, 128, 256).reshape(-1), 3, (128, 256))
     digits = planes.digits[0]
     converted = torch.ops.aten._convert_weight_to_int4pack_for_cpu(digits.int(), 1)
-    assert torch.equal(pack_digits(digits), converted)
+    row_block = torch_row_block()
+    assert row_block in (32, 64)  # AVX2 / AVX-512 dispatch of torch 2.13 on x86-64
+    assert torch.equal(pack_digits(digits, row_block), converted)
     order = torch.randperm(128)
     assert torch.equal(planes.select_rows(order).dequantize(), planes.dequantize()[order])
     both = cat_rows([planes, planes])
@@ -63,13 +67,19 @@ def test_packing_matches_torch_and_rows_can_be_reordered() -> None:
 @pytest.mark.parametrize("type_id", [3, 8])  # one plane (Q4_1) and two planes (Q8_0)
 @pytest.mark.parametrize("n_tokens", [1, KERNEL_MAX_TOKENS + 1])  # torch: kernel, dequantize
 @pytest.mark.parametrize("native", [True, False], ids=["native", "torch"])
+@pytest.mark.parametrize("row_block", [None, 32, 64], ids=["chosen", "b32", "b64"])
 def test_int4_matrix_products_and_rows(type_id: int, n_tokens: int, native: bool,
+                                       row_block: int | None,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every layout gives the right products on every path: a layout torch's kernel does not
+    read is never handed to it, and the native kernels only ever see the native layout."""
     if not native:
         monkeypatch.setattr("flexserve.engine.int4_matrix.native_q4_ops", lambda: None)
     planes = to_planes(random_blocks(type_id, 192, 256).reshape(-1), type_id, (192, 256))
     weight = planes.dequantize()
-    matrix = Int4Matrix(planes)
+    matrix = Int4Matrix(planes, row_block)
+    if row_block is None and not native:
+        assert matrix.row_block == (torch_row_block() or NATIVE_ROW_BLOCK)
     x = torch.randn(n_tokens, 256)
     expected = x @ weight.T
     got = matrix(x).float()
@@ -87,7 +97,12 @@ def test_make_matrix_fuses_like_parts_and_stacks_unlike_ones() -> None:
     assert isinstance(stacked, StackedMatrix) and stacked.out_features == 128
     odd = NibblePlanes(q4.digits[:, :40], q4.scales[:, :40], q4.offsets[:40])  # 40 rows: no
     dense = make_matrix([odd], WeightFormat.INT4)
-    assert isinstance(dense, DenseMatrix) and dense.weight.dtype == torch.bfloat16
+    assert isinstance(dense, DenseMatrix)
+    assert torch.equal(dense.weight.float(), odd.dequantize().to(torch.bfloat16).float())
+    assert dense.weight.dtype == torch.bfloat16 or dense.bf16_values
+    x = torch.randn(3, 64)
+    expected = F.linear(x.to(torch.bfloat16).float(), dense.weight.float())
+    assert torch.allclose(dense(x).float(), expected, rtol=1e-2, atol=1e-3)
     exact = make_matrix([q4], WeightFormat.FLOAT32)
     assert isinstance(exact, DenseMatrix) and torch.equal(exact.weight, q4.dequantize())
     with pytest.raises(ConfigError, match="weight format"):

@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from flexserve.engine.int4_matrix import Int4Matrix, packable
+from flexserve.engine.int4_matrix import Int4Matrix, dense_dtype, packable
 from flexserve.engine.nibble_planes import NibblePlanes, cat_rows
 from flexserve.errors import ConfigError
 
@@ -45,22 +45,36 @@ class Matrix(Protocol):
     out_features: int
     in_features: int
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``x @ W.T`` for ``x`` of shape ``(n, in_features)``."""
+    def __call__(self, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``x @ W.T`` for ``x`` of shape ``(n, in_features)``.
+
+        ``out_dtype=torch.float32`` asks for the float32 sums before any rounding to the
+        matrix's own output dtype (bfloat16 for int4), where the path computes them (the
+        logits of the output head); None keeps the matrix's own output dtype."""
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows ``ids`` of ``W`` in float32."""
 
 
 class DenseMatrix:
-    """A plain tensor; the input is cast to its dtype (float32 or bfloat16)."""
+    """A plain tensor; the input is cast to its dtype (float32 or bfloat16).
 
-    def __init__(self, weight: torch.Tensor) -> None:
+    With ``bf16_values`` the weights are bfloat16 values held in float32 (for CPUs that
+    multiply bfloat16 slowly): inputs are rounded to bfloat16 and outputs returned in
+    bfloat16, so products equal a bfloat16 matrix's.
+    """
+
+    def __init__(self, weight: torch.Tensor, bf16_values: bool = False) -> None:
         self.weight = weight
+        self.bf16_values = bf16_values
         self.out_features, self.in_features = weight.shape
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x.to(self.weight.dtype), self.weight)
+    def __call__(self, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+        if self.bf16_values:
+            sums = F.linear(x.to(torch.bfloat16).float(), self.weight)
+            return sums.to(out_dtype or torch.bfloat16)
+        out = F.linear(x.to(self.weight.dtype), self.weight)
+        return out if out_dtype is None else out.to(out_dtype)
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         return self.weight[ids].float()
@@ -74,8 +88,8 @@ class StackedMatrix:
         self.out_features = sum(p.out_features for p in parts)
         self.in_features = parts[0].in_features
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([part(x) for part in self.parts], dim=-1)
+    def __call__(self, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.cat([part(x, out_dtype) for part in self.parts], dim=-1)
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         raise ConfigError("a stacked matrix has no row lookup")
@@ -86,8 +100,12 @@ def _single(part: WeightPart, weight_format: WeightFormat) -> Matrix:
         if weight_format is WeightFormat.INT4 and packable(part):
             return Int4Matrix(part)
         part = part.dequantize()
-    dtype = torch.float32 if weight_format is WeightFormat.FLOAT32 else torch.bfloat16
-    return DenseMatrix(part.to(dtype).contiguous())
+    if weight_format is WeightFormat.FLOAT32:
+        return DenseMatrix(part.float().contiguous())
+    rounded = part.to(torch.bfloat16).contiguous()
+    if dense_dtype() is torch.bfloat16:
+        return DenseMatrix(rounded)
+    return DenseMatrix(rounded.float(), bf16_values=True)
 
 
 def make_matrix(parts: list[WeightPart], weight_format: WeightFormat) -> Matrix:

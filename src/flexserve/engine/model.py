@@ -298,11 +298,14 @@ class Transformer:
         return matrix
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits ``(n, vocab_size)`` from final hidden states."""
+        """Logits ``(n, vocab_size)`` from final hidden states, float32 sums where the head's
+        path computes them (a bfloat16 rounding would tie close candidates: 25.33 and 25.24
+        both round to 25.25 and the argmax turns on the vocabulary order)."""
         if self.output_norm is None:
             raise ConfigError("the output group is not installed")
         matrix = self.head_matrix()
-        return matrix(rms_norm(hidden, self.output_norm, self.config.norm_eps)).float()
+        normed = rms_norm(hidden, self.output_norm, self.config.norm_eps)
+        return matrix(normed, torch.float32).float()
 
     def forward(self, token_ids: TokenIds, cache: KVCache, last_only: bool = False) -> torch.Tensor:
         """Append ``token_ids`` to the sequence in ``cache``; logits for them (or the last)."""

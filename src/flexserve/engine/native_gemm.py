@@ -26,17 +26,22 @@ def native_q4_ops() -> ctypes.CDLL | None:
 
 
 def q4_matmul(ops: ctypes.CDLL, packed: list[torch.Tensor], scales_zeros: list[torch.Tensor],
-              x: torch.Tensor, n_rows: int) -> torch.Tensor:
-    """``x @ W.T`` as bfloat16 ``(n, n_rows)`` for a contiguous bfloat16 ``x`` ``(n, K)``."""
+              x: torch.Tensor, n_rows: int,
+              out_dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """``x @ W.T`` ``(n, n_rows)`` for a contiguous bfloat16 ``x`` ``(n, K)``: rounded to
+    bfloat16, or the float32 sums for ``out_dtype=torch.float32``."""
     n_tokens, n_cols = x.shape
-    out = torch.empty(n_tokens, n_rows, dtype=torch.bfloat16)
+    wide = out_dtype is torch.float32
+    out = torch.empty(n_tokens, n_rows, dtype=torch.float32 if wide else torch.bfloat16)
     sums = torch.empty(n_tokens * (n_cols // GROUP_COLS))
     partial = torch.empty(n_tokens, n_rows) if len(packed) > 1 else None
     last = len(packed) - 1
     for index, (plane, plane_sz) in enumerate(zip(packed, scales_zeros, strict=True)):
         acc_in = partial.data_ptr() if partial is not None and index > 0 else None
         out_f32 = partial.data_ptr() if partial is not None and index < last else None
-        out_bf16 = out.data_ptr() if index == last else None
+        if index == last and wide:
+            out_f32 = out.data_ptr()
+        out_bf16 = out.data_ptr() if index == last and not wide else None
         if n_tokens == 1:
             ops.fs_q4_gemv(plane.data_ptr(), plane_sz.data_ptr(), x.data_ptr(), n_rows, n_cols,
                            acc_in, out_f32, out_bf16, sums.data_ptr())

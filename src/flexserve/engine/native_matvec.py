@@ -52,7 +52,7 @@ class MatVecRunner:
     def __call__(self, matvec: MatVec, x: torch.Tensor, out: torch.Tensor) -> None:
         """``out = W x`` for a bfloat16 ``x`` ``(1, in)``; ``out`` is bfloat16 or float32."""
         if not isinstance(matvec, NativeMatVec):
-            out.view(-1).copy_(matvec(x).view(-1))
+            out.view(-1).copy_(matvec(x, out.dtype).view(-1))
             return
         matrix = matvec.matrix
         n_rows, n_cols = matrix.out_features, matrix.in_features

@@ -1,4 +1,4 @@
-"""Compile the native kernels (``decode_ops.c``, ``q4_kernels.c``) once per machine; load them.
+"""Compile the native kernels (``decode_ops.c``, ``q4_*.c``) once per machine; load them.
 
 The shared object is cached under ``$FLEXSERVE_CACHE_DIR`` (default ``~/.cache/flexserve``),
 keyed by a hash of the sources, the compiler flags and the CPU's flags, and written atomically,
@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 
 NATIVE_DIR = Path(__file__).parent
-SOURCES = tuple(NATIVE_DIR / name for name in ("decode_ops.c", "q4_kernels.c"))
+SOURCES = tuple(NATIVE_DIR / name for name in ("decode_ops.c", "q4_kernels.c", "q4_avx2.c"))
 HEADERS = (NATIVE_DIR / "bf16.h",)
 CFLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-std=c99", "-fopenmp")
 DISABLE_ENV = "FLEXSERVE_NATIVE"

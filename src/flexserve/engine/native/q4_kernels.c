@@ -8,6 +8,8 @@
  * broadcast pair x[k], x[k+1]; per group, y += s * acc + (z - 136 s) * sum(x) undoes the
  * 128 + 8 bias.
  *
+ * CPUs with AVX2 and FMA only take q4_avx2.c (int16 inputs); others have no native kernels.
+ *
  * fs_q4_gemv multiplies by one vector (decode); fs_q4_gemm by a few to a few hundred
  * (prefill), converting each weight register once for a tile of tokens. Both compute
  * y = W x (+ acc_in) and store it to out_f32 and/or out_bf16 (either may be NULL).
@@ -201,7 +203,7 @@ void fs_q4_gemm(const uint8_t *packed, const uint16_t *sz, const uint16_t *x, in
                       out_bf16);
         }
 }
-#else
+#elif !(defined(__AVX2__) && defined(__FMA__)) /* those CPUs take q4_avx2.c */
 int fs_gemv_available(void) { return 0; }
 
 void fs_q4_gemv(const uint8_t *packed, const uint16_t *sz, const uint16_t *x, int n_rows,

@@ -1,0 +1,264 @@
+/* int4 matrix products for CPUs with AVX2 and FMA but without AVX512-BF16.
+ *
+ * Same entry points, layout and contract as q4_kernels.c (packed (N/64, K, 32) bytes, byte j of
+ * column k of a row block holding rows j (low nibble) and j+32 (high nibble); (scale, zero)
+ * bf16 pairs (K/32, N, 2); w = (digit - 8) * scale + zero; y = W x (+ acc_in) stored to
+ * out_f32 and/or out_bf16). This compiles to nothing where q4_kernels.c has its AVX-512 body.
+ *
+ * Without bf16 dot products, each group of 32 inputs is rounded to int16 with its own step
+ * (max |x| / 32767: a relative error under 2^-15 of the group's largest input, finer than the
+ * bf16 rounding the inputs already carry). Two columns of 16 rows become int16 pairs
+ * (digit k, digit k+1) for one vpmaddwd against the broadcast pair (x[k], x[k+1]); the int32
+ * sums (at most 32 * 15 * 32767 in magnitude) are exact. Per group,
+ * y += scale * step * sum(digit * q) + (zero - 8 scale) * sum(x), with sum(x) exact.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bf16.h"
+
+#if !(defined(__AVX512BF16__) && defined(__AVX512VBMI__) && defined(__AVX512BW__)) && \
+    defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+#define ROW_BLOCK 64
+#define GROUP 32
+#define Q_MAX 32767.0f
+#define PREFETCH_BYTES 2048 /* how far ahead the weight stream is fetched (as q4_kernels.c) */
+#define TILE_TOKENS 2       /* tokens sharing one set of weight pairs (8 int32 accumulators) */
+
+int fs_gemv_available(void) { return 1; }
+
+/* Inputs as int16 per group: q[t*K + k], step[t*G + g], sum_x[t*G + g]. */
+struct quantized {
+    int16_t *q;
+    float *step;
+    const float *sum_x;
+};
+
+static void quantize_group(const uint16_t *x, int16_t *q, float *step, float *sum) {
+    float largest = 0.0f, total = 0.0f;
+    for (int i = 0; i < GROUP; ++i) {
+        float v = bf16_to_f32(x[i]);
+        total += v;
+        largest = fmaxf(largest, fabsf(v));
+    }
+    float inverse = largest > 0.0f && isfinite(largest) ? Q_MAX / largest : 0.0f;
+    for (int i = 0; i < GROUP; ++i) {
+        float v = bf16_to_f32(x[i]) * inverse;
+        v = v > Q_MAX ? Q_MAX : (v < -Q_MAX ? -Q_MAX : v);
+        q[i] = (int16_t)lrintf(v);
+    }
+    *step = largest / Q_MAX; /* inf or NaN inputs make the step (and the outputs) non-finite */
+    *sum = total;
+}
+
+static int quantize(const uint16_t *x, int n_tokens, int n_cols, float *sum_x,
+                    struct quantized *out) {
+    size_t groups = (size_t)n_tokens * (size_t)(n_cols / GROUP);
+    out->q = malloc((size_t)n_tokens * (size_t)n_cols * sizeof(int16_t));
+    out->step = malloc(groups * sizeof(float));
+    out->sum_x = sum_x;
+    if (!out->q || !out->step) {
+        free(out->q);
+        free(out->step);
+        return 0;
+    }
+    for (size_t g = 0; g < groups; ++g)
+        quantize_group(x + g * GROUP, out->q + g * GROUP, out->step + g, sum_x + g);
+    return 1;
+}
+
+static void release(struct quantized *qx) {
+    free(qx->q);
+    free(qx->step);
+}
+
+/* int16 pairs (digit k, digit k+1) of 32 rows of a block: half 0 is rows 0..31, half 1 rows
+ * 32..63. w[0]: rows 0-3 | 16-19, w[1]: 4-7 | 20-23, w[2]: 8-11 | 24-27, w[3]: 12-15 | 28-31
+ * (plus 32 for half 1; "|" separates the two 128-bit lanes). */
+static inline void load_pairs(const uint8_t *column_pair, int half, __m256i w[4]) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    __m256i c0 = _mm256_loadu_si256((const __m256i *)column_pair);
+    __m256i c1 = _mm256_loadu_si256((const __m256i *)(column_pair + 32));
+    if (half) {
+        c0 = _mm256_srli_epi16(c0, 4);
+        c1 = _mm256_srli_epi16(c1, 4);
+    }
+    c0 = _mm256_and_si256(c0, low4);
+    c1 = _mm256_and_si256(c1, low4);
+    __m256i a = _mm256_unpacklo_epi8(c0, c1), b = _mm256_unpackhi_epi8(c0, c1);
+    w[0] = _mm256_unpacklo_epi8(a, zero);
+    w[1] = _mm256_unpackhi_epi8(a, zero);
+    w[2] = _mm256_unpacklo_epi8(b, zero);
+    w[3] = _mm256_unpackhi_epi8(b, zero);
+}
+
+static inline __m256i broadcast_pair(const int16_t *q) {
+    int32_t pair;
+    memcpy(&pair, q, sizeof pair);
+    return _mm256_set1_epi32(pair);
+}
+
+/* The int32 sums of load_pairs' order as floats in row order: rows 0-7, 8-15, 16-23, 24-31. */
+static inline void in_row_order(const __m256i acc[4], __m256 rows[4]) {
+    rows[0] = _mm256_cvtepi32_ps(_mm256_permute2x128_si256(acc[0], acc[1], 0x20));
+    rows[1] = _mm256_cvtepi32_ps(_mm256_permute2x128_si256(acc[2], acc[3], 0x20));
+    rows[2] = _mm256_cvtepi32_ps(_mm256_permute2x128_si256(acc[0], acc[1], 0x31));
+    rows[3] = _mm256_cvtepi32_ps(_mm256_permute2x128_si256(acc[2], acc[3], 0x31));
+}
+
+/* Scale and bias (zero - 8 scale) of 8 rows from their (scale, zero) bf16 pairs. */
+static inline void scale_bias(const uint16_t *pairs8, __m256 *s, __m256 *bias) {
+    __m256i pairs = _mm256_loadu_si256((const __m256i *)pairs8);
+    *s = _mm256_castsi256_ps(_mm256_slli_epi32(pairs, 16));
+    __m256 z = _mm256_castsi256_ps(_mm256_and_si256(pairs, _mm256_set1_epi32((int)0xffff0000u)));
+    *bias = _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), *s, z);
+}
+
+static void store_rows(__m256 y, size_t at, const float *acc_in, float *out_f32,
+                       uint16_t *out_bf16) {
+    if (acc_in) y = _mm256_add_ps(y, _mm256_loadu_ps(acc_in + at));
+    if (out_f32) _mm256_storeu_ps(out_f32 + at, y);
+    if (out_bf16) {
+        float tmp[8];
+        _mm256_storeu_ps(tmp, y);
+        for (int i = 0; i < 8; ++i) out_bf16[at + i] = f32_to_bf16(tmp[i]);
+    }
+}
+
+/* One vector by rows block*64 .. +63: both nibble halves of a column pair per load. */
+static void gemv_block(const uint8_t *packed, const uint16_t *sz, const struct quantized *qx,
+                       int n_rows, int n_cols, int block, const float *acc_in, float *out_f32,
+                       uint16_t *out_bf16) {
+    const uint8_t *base = packed + (size_t)block * n_cols * 32;
+    __m256 y[8];
+    for (int r = 0; r < 8; ++r) y[r] = _mm256_setzero_ps();
+    for (int g = 0; g < n_cols / GROUP; ++g) {
+        __m256i acc[8];
+        for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_si256();
+        for (int c = 0; c < GROUP / 2; ++c) {
+            int k = g * GROUP + 2 * c;
+            _mm_prefetch((const char *)(base + (size_t)k * 32 + PREFETCH_BYTES), _MM_HINT_T0);
+            __m256i xs = broadcast_pair(qx->q + k), w[4];
+            for (int half = 0; half < 2; ++half) {
+                load_pairs(base + (size_t)k * 32, half, w);
+                for (int r = 0; r < 4; ++r)
+                    acc[4 * half + r] =
+                        _mm256_add_epi32(acc[4 * half + r], _mm256_madd_epi16(w[r], xs));
+            }
+        }
+        __m256 step = _mm256_set1_ps(qx->step[g]), sum = _mm256_set1_ps(qx->sum_x[g]);
+        const uint16_t *group_sz = sz + ((size_t)g * n_rows + (size_t)block * ROW_BLOCK) * 2;
+        for (int half = 0; half < 2; ++half) {
+            __m256 rows[4];
+            in_row_order(acc + 4 * half, rows);
+            for (int r = 0; r < 4; ++r) {
+                __m256 s, bias;
+                scale_bias(group_sz + 64 * half + 16 * r, &s, &bias);
+                y[4 * half + r] = _mm256_fmadd_ps(_mm256_mul_ps(s, step), rows[r], y[4 * half + r]);
+                y[4 * half + r] = _mm256_fmadd_ps(bias, sum, y[4 * half + r]);
+            }
+        }
+    }
+    for (int r = 0; r < 8; ++r)
+        store_rows(y[r], (size_t)block * ROW_BLOCK + 8 * r, acc_in, out_f32, out_bf16);
+}
+
+/* Rows block*64 + half*32 .. +31 for tokens t0 .. t0+n-1 (n <= TILE_TOKENS; missing tokens
+ * repeat the last one and are not stored). */
+static void half_block_tile(const uint8_t *packed, const uint16_t *sz, const struct quantized *qx,
+                            int n_rows, int n_cols, int block, int half, int t0, int n,
+                            const float *acc_in, float *out_f32, uint16_t *out_bf16) {
+    const int groups = n_cols / GROUP;
+    const int first_row = block * ROW_BLOCK + half * 32;
+    const uint8_t *base = packed + (size_t)block * n_cols * 32;
+    const int16_t *qt[TILE_TOKENS];
+    int token[TILE_TOKENS];
+    for (int t = 0; t < TILE_TOKENS; ++t) {
+        token[t] = t0 + (t < n ? t : n - 1);
+        qt[t] = qx->q + (size_t)token[t] * n_cols;
+    }
+    __m256 y[TILE_TOKENS][4];
+    for (int t = 0; t < TILE_TOKENS; ++t)
+        for (int r = 0; r < 4; ++r) y[t][r] = _mm256_setzero_ps();
+    for (int g = 0; g < groups; ++g) {
+        __m256i acc[TILE_TOKENS][4];
+        for (int t = 0; t < TILE_TOKENS; ++t)
+            for (int r = 0; r < 4; ++r) acc[t][r] = _mm256_setzero_si256();
+        for (int c = 0; c < GROUP / 2; ++c) {
+            int k = g * GROUP + 2 * c;
+            __m256i w[4];
+            load_pairs(base + (size_t)k * 32, half, w);
+            for (int t = 0; t < TILE_TOKENS; ++t) {
+                __m256i xs = broadcast_pair(qt[t] + k);
+                for (int r = 0; r < 4; ++r)
+                    acc[t][r] = _mm256_add_epi32(acc[t][r], _mm256_madd_epi16(w[r], xs));
+            }
+        }
+        const uint16_t *group_sz = sz + ((size_t)g * n_rows + (size_t)first_row) * 2;
+        __m256 s[4], bias[4];
+        for (int r = 0; r < 4; ++r) scale_bias(group_sz + 16 * r, &s[r], &bias[r]);
+        for (int t = 0; t < TILE_TOKENS; ++t) {
+            size_t at = (size_t)token[t] * groups + g;
+            __m256 step = _mm256_set1_ps(qx->step[at]), sum = _mm256_set1_ps(qx->sum_x[at]);
+            __m256 rows[4];
+            in_row_order(acc[t], rows);
+            for (int r = 0; r < 4; ++r) {
+                y[t][r] = _mm256_fmadd_ps(_mm256_mul_ps(s[r], step), rows[r], y[t][r]);
+                y[t][r] = _mm256_fmadd_ps(bias[r], sum, y[t][r]);
+            }
+        }
+    }
+    for (int t = 0; t < n; ++t)
+        for (int r = 0; r < 4; ++r)
+            store_rows(y[t][r], (size_t)(t0 + t) * n_rows + (size_t)first_row + 8 * r, acc_in,
+                       out_f32, out_bf16);
+}
+
+static void products(const uint8_t *packed, const uint16_t *sz, const uint16_t *x, int n_tokens,
+                     int n_rows, int n_cols, const float *acc_in, float *out_f32,
+                     uint16_t *out_bf16, float *sum_x) {
+    struct quantized qx;
+    if (!quantize(x, n_tokens, n_cols, sum_x, &qx)) {
+        /* out of memory: NaN outputs, which the caller's checks see, rather than stale ones */
+        for (size_t i = 0; i < (size_t)n_tokens * (size_t)n_rows; ++i) {
+            if (out_f32) out_f32[i] = NAN;
+            if (out_bf16) out_bf16[i] = 0x7fc0u;
+        }
+        return;
+    }
+    long work = (long)n_rows * n_cols * n_tokens;
+    if (n_tokens == 1) {
+#pragma omp parallel for schedule(static) if (work >= 65536L)
+        for (int block = 0; block < n_rows / ROW_BLOCK; ++block)
+            gemv_block(packed, sz, &qx, n_rows, n_cols, block, acc_in, out_f32, out_bf16);
+        release(&qx);
+        return;
+    }
+    int halves = n_rows / 32, tiles = (n_tokens + TILE_TOKENS - 1) / TILE_TOKENS;
+#pragma omp parallel for collapse(2) schedule(static) if (work >= 65536L)
+    for (int h = 0; h < halves; ++h)
+        for (int tile = 0; tile < tiles; ++tile) {
+            int t0 = tile * TILE_TOKENS;
+            int n = n_tokens - t0 < TILE_TOKENS ? n_tokens - t0 : TILE_TOKENS;
+            half_block_tile(packed, sz, &qx, n_rows, n_cols, h / 2, h % 2, t0, n, acc_in,
+                            out_f32, out_bf16);
+        }
+    release(&qx);
+}
+
+void fs_q4_gemv(const uint8_t *packed, const uint16_t *sz, const uint16_t *x, int n_rows,
+                int n_cols, const float *acc_in, float *out_f32, uint16_t *out_bf16,
+                float *sum_x) {
+    products(packed, sz, x, 1, n_rows, n_cols, acc_in, out_f32, out_bf16, sum_x);
+}
+
+void fs_q4_gemm(const uint8_t *packed, const uint16_t *sz, const uint16_t *x, int n_tokens,
+                int n_rows, int n_cols, const float *acc_in, float *out_f32, uint16_t *out_bf16,
+                float *sum_x) {
+    products(packed, sz, x, n_tokens, n_rows, n_cols, acc_in, out_f32, out_bf16, sum_x);
+}
+#endif
