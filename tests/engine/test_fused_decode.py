@@ -16,6 +16,7 @@ import torch
 
 from flexserve.engine.config import ModelConfig
 from flexserve.engine.gguf_file import GGUFFile
+from flexserve.engine.int4_layout import torch_row_block
 from flexserve.engine.int4_matrix import Int4Matrix
 from flexserve.engine.layers import layer_groups
 from flexserve.engine.loader import build_transformer
@@ -86,7 +87,7 @@ def test_native_matvec_matches_the_int4_kernel(type_id: int) -> None:
     matrix = Int4Matrix(planes)
     matvec = plan(matrix, ops)
     if not isinstance(matvec, NativeMatVec):
-        pytest.skip("this CPU lacks AVX512-BF16/VBMI: the torch kernel is used")
+        pytest.skip("this CPU has neither AVX512-BF16/VBMI nor AVX2/FMA: torch's kernel is used")
     x = torch.randn(1, 256).to(torch.bfloat16)
     run = MatVecRunner(ops, 320, 256)
     out_bf16, out_f32 = torch.empty(1, 320, dtype=torch.bfloat16), torch.empty(1, 320)
@@ -148,7 +149,7 @@ def test_fused_decode_of_smollm2_stays_close_to_float32(smollm2_path: Path) -> N
 
 
 @pytest.mark.parametrize("type_id", [3, 8])
-@pytest.mark.parametrize("n_tokens", [1, 2, 5, 8, 33])  # whole and partial tiles of 4 tokens
+@pytest.mark.parametrize("n_tokens", [1, 2, 5, 8, 33])  # whole, partial tiles (4: AVX-512, 2: AVX2)
 def test_native_gemm_matches_the_int4_kernel_row_by_row(type_id: int, n_tokens: int) -> None:
     from test_weight_formats import random_blocks
 
@@ -156,7 +157,7 @@ def test_native_gemm_matches_the_int4_kernel_row_by_row(type_id: int, n_tokens: 
 
     ops = native_q4_ops()
     if ops is None:
-        pytest.skip("this CPU lacks AVX512-BF16/VBMI: the torch kernel is used")
+        pytest.skip("this CPU has neither AVX512-BF16/VBMI nor AVX2/FMA: torch's kernel is used")
     planes = to_planes(random_blocks(type_id, 192, 320).reshape(-1), type_id, (192, 320))
     matrix = Int4Matrix(planes)
     x = torch.randn(n_tokens, 320).to(torch.bfloat16)
@@ -164,7 +165,8 @@ def test_native_gemm_matches_the_int4_kernel_row_by_row(type_id: int, n_tokens: 
     rows = torch.cat([q4_matmul(ops, matrix.packed, matrix.scales_zeros, x[i:i + 1], 192)
                       for i in range(n_tokens)]).float()
     exact = x.float() @ planes.dequantize().T
-    kernel = torch.cat([_int4_kernel(matrix, x[i:i + 1]) for i in range(n_tokens)])
+    torch_layout = Int4Matrix(planes, torch_row_block())
+    kernel = torch.cat([_int4_kernel(torch_layout, x[i:i + 1]) for i in range(n_tokens)])
     assert torch.equal(got, rows)  # the same sums as the single-row kernel, row by row
     ours_error = ((got - exact).norm() / exact.norm()).item()
     kernel_error = ((kernel - exact).norm() / exact.norm()).item()

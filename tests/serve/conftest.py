@@ -166,3 +166,25 @@ def ready(live_server: LiveServer) -> LiveServer:
     """The live server, ready (after a test that restarted its worker)."""
     live_server.wait_ready()
     return live_server
+
+
+@pytest.fixture(scope="session")
+def local_chat_text():
+    """``local_chat_text(question, max_tokens)``: the plain engine's greedy chat answer on the
+    host, the text the server must serve for the same request (the secure path computes the
+    same numbers from decrypted frames)."""
+    from flexserve.catalog import resolve
+    from flexserve.commands.generate import prompt_ids
+    from flexserve.engine.generate import Generator
+    from flexserve.engine.loader import load_model
+    from flexserve.engine.sampling import SamplingParams
+
+    loaded = load_model(resolve(MODEL).path)
+    generator = Generator(loaded.transformer, loaded.tokenizer)
+
+    def answer(question: str, max_tokens: int) -> str:
+        ids = prompt_ids(loaded, question, raw=False)
+        params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+        return generator.generate(ids, params).text
+
+    return answer

@@ -13,7 +13,7 @@ from flexserve.serve.remote_chat import RemoteChat
 pytestmark = pytest.mark.slow
 
 
-def test_remote_chat_keeps_the_history(ready) -> None:
+def test_remote_chat_keeps_the_history(ready, local_chat_text) -> None:
     import io
 
     chat = RemoteChat(ready.base_url, ready.model, {"max_tokens": 12, "temperature": 0},
@@ -21,7 +21,8 @@ def test_remote_chat_keeps_the_history(ready) -> None:
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     out = io.StringIO()
     reply = chat.reply(messages, out)
-    assert "Paris" in reply.text and out.getvalue() == reply.text
+    assert reply.text == local_chat_text("What is the capital of France?", 12)
+    assert reply.text.strip() and out.getvalue() == reply.text
     assert reply.usage["completion_tokens"] >= 1 and reply.timings["device"]["ttft_s"] > 0
     messages += [{"role": "assistant", "content": reply.text},
                  {"role": "user", "content": "And of Italy?"}]
@@ -29,7 +30,7 @@ def test_remote_chat_keeps_the_history(ready) -> None:
     assert second.usage["prompt_tokens"] > reply.usage["prompt_tokens"]
 
 
-def test_chat_command_over_the_api(ready) -> None:
+def test_chat_command_over_the_api(ready, local_chat_text) -> None:
     env = {**os.environ, "FLEXSERVE_API_KEY": ready.api_key}
     result = subprocess.run(
         [sys.executable, "-m", "flexserve.cli", "chat", "--url", ready.base_url,
@@ -37,7 +38,7 @@ def test_chat_command_over_the_api(ready) -> None:
         input="What is the capital of France?\n/exit\n", capture_output=True, text=True,
         env=env, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
-    assert "Paris" in result.stdout
+    assert result.stdout == local_chat_text("What is the capital of France?", 12) + "\n"
     assert "device TTFT" in result.stderr
 
 

@@ -22,12 +22,12 @@ def _check_timings(extension: dict) -> None:
     assert device["breakdown_s"] and all(v >= 0 for v in device["breakdown_s"].values())
 
 
-def test_chat_completion(openai_client, ready) -> None:
+def test_chat_completion(openai_client, ready, local_chat_text) -> None:
     reply = openai_client.chat.completions.create(model=MODEL, messages=QUESTION,
                                                   max_tokens=12, temperature=0)
     choice = reply.choices[0]
     assert choice.message.role == "assistant"
-    assert "Paris" in choice.message.content
+    assert choice.message.content == local_chat_text(QUESTION[0]["content"], 12)
     assert choice.finish_reason in ("stop", "length")
     assert reply.usage.prompt_tokens > 5
     assert reply.usage.completion_tokens <= 12
