@@ -89,6 +89,33 @@ def test_int4_matrix_products_and_rows(type_id: int, n_tokens: int, native: bool
     assert ((rows - weight[ids]).abs().max() / weight.abs().max()).item() < 1e-2
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "torch"])
+@pytest.mark.parametrize("n_tokens", [1, 5])
+def test_a_non_finite_input_never_gives_finite_outputs(native: bool, n_tokens: int,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """NaN or inf in one group of the input reaches every output row of its token (the int16
+    inputs of the AVX2 kernel must not round it away)."""
+    if not native:
+        monkeypatch.setattr("flexserve.engine.int4_matrix.native_q4_ops", lambda: None)
+    planes = to_planes(random_blocks(3, 64, 128).reshape(-1), 3, (64, 128))
+    matrix = Int4Matrix(planes)
+    for bad in (float("nan"), float("inf")):
+        x = torch.randn(n_tokens, 128)
+        x[-1, 40] = bad
+        out = matrix(x, torch.float32)
+        assert not torch.isfinite(out[-1]).any()
+        assert torch.isfinite(out[:-1]).all()
+
+
+def test_cpu_flags_come_from_the_first_processor() -> None:
+    from flexserve.engine.cpu_features import cpu_flags
+
+    text = "processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t: fpu\n"
+    assert cpu_flags(text) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags("Features\t: fp asimd bf16\n") == {"fp", "asimd", "bf16"}
+    assert cpu_flags("model name: x\n") == frozenset()
+
+
 def test_make_matrix_fuses_like_parts_and_stacks_unlike_ones() -> None:
     q4 = to_planes(random_blocks(3, 64, 64).reshape(-1), 3, (64, 64))
     q8 = to_planes(random_blocks(8, 64, 64, seed=1).reshape(-1), 8, (64, 64))
