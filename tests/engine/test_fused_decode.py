@@ -190,3 +190,49 @@ def _int4_kernel(matrix: Int4Matrix, x: torch.Tensor) -> torch.Tensor:
     for packed, scales_zeros in zip(matrix.packed[1:], matrix.scales_zeros[1:], strict=True):
         out += torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, 32, scales_zeros).float()
     return out
+
+
+@pytest.mark.parametrize("type_id", [6, 7, 8])  # Q5_0, Q5_1, Q8_0: second plane scaled by 16
+@pytest.mark.parametrize("n_tokens", [1, 5])
+def test_two_planes_in_one_pass_equal_two_passes(type_id: int, n_tokens: int) -> None:
+    from test_weight_formats import random_blocks
+
+    from flexserve.engine.native_gemm import native_q4_ops, q4_matmul
+
+    ops = native_q4_ops()
+    if ops is None or not ops.fs_q4x2_available():
+        pytest.skip("the one-pass two-plane kernel is the AVX2 kernels' (AVX-512: two passes)")
+    planes = to_planes(random_blocks(type_id, 128, 256).reshape(-1), type_id, (128, 256))
+    matrix = Int4Matrix(planes)
+    assert matrix.one_pass
+    x = torch.randn(n_tokens, 256).to(torch.bfloat16)
+    one_pass = q4_matmul(ops, matrix.packed, matrix.scales_zeros, x, 128, torch.float32, True)
+    two_passes = q4_matmul(ops, matrix.packed, matrix.scales_zeros, x, 128, torch.float32)
+    exact = x.float() @ planes.dequantize().T
+    assert ((one_pass - exact).norm() / exact.norm()).item() < 1e-2
+    assert ((one_pass - two_passes).norm() / exact.norm()).item() < 1e-4
+    run = MatVecRunner(ops, 128, 256)
+    matvec = plan(matrix, ops)
+    assert isinstance(matvec, NativeMatVec) and matvec.one_pass
+    out = torch.empty(1, 128)
+    run(matvec, x[:1], out)
+    assert torch.equal(out, one_pass[:1])
+
+
+def test_two_planes_with_unrelated_scales_take_two_passes() -> None:
+    from test_weight_formats import random_blocks
+
+    from flexserve.engine.native_gemm import native_q4_ops
+
+    planes = to_planes(random_blocks(8, 64, 128).reshape(-1), 8, (64, 128))
+    planes.scales[1] *= 1.5
+    matrix = Int4Matrix(planes)
+    assert not matrix.one_pass
+    x = torch.randn(3, 128)
+    exact = x.to(torch.bfloat16).float() @ planes.dequantize().T
+    got = matrix(x, torch.float32)
+    assert ((got - exact).norm() / exact.norm()).item() < 1e-2
+    ops = native_q4_ops()
+    if ops is not None:
+        matvec = plan(matrix, ops)
+        assert not (isinstance(matvec, NativeMatVec) and matvec.one_pass)

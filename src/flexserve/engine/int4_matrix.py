@@ -24,7 +24,7 @@ from flexserve.engine.int4_layout import (
     torch_row_block,
     unpack_digits_t,
 )
-from flexserve.engine.native_gemm import native_q4_ops, q4_matmul
+from flexserve.engine.native_gemm import combinable, native_q4_ops, q4_matmul
 from flexserve.engine.nibble_planes import GROUP_COLS, NibblePlanes
 from flexserve.errors import ModelFormatError
 
@@ -78,6 +78,7 @@ class Int4Matrix:
         self.row_block = choose_row_block() if row_block is None else row_block
         self.packed = [pack_digits(d, self.row_block) for d in planes.digits]
         self.scales_zeros = [self._scales_zeros(planes, p) for p in range(planes.n_planes)]
+        self.one_pass = combinable(self.packed, self.scales_zeros)
 
     @staticmethod
     def _scales_zeros(planes: NibblePlanes, plane: int) -> torch.Tensor:
@@ -120,7 +121,7 @@ class Int4Matrix:
         ops = native_q4_ops()
         if ops is not None and self.row_block == NATIVE_ROW_BLOCK:
             return q4_matmul(ops, self.packed, self.scales_zeros, x, self.out_features,
-                             out_dtype)
+                             out_dtype, self.one_pass)
         n_elements = self.out_features * self.in_features
         few_tokens = x.shape[0] <= KERNEL_MAX_TOKENS or n_elements > DEQUANTIZE_MAX_ELEMENTS
         if not (few_tokens and self.torch_kernel_fits):

@@ -5,7 +5,9 @@ by bfloat16 rows with float32
 accumulation, converting each weight register once for a tile of tokens; it replaces both
 torch's int4 kernel (slow beyond a few rows) and dequantize-then-matmul (a full bfloat16 copy
 of the matrix per call) for prefill. A second plane adds onto the first plane's float32 sums,
-and the result is rounded to bfloat16 once, as the single-vector kernel does.
+and the result is rounded to bfloat16 once, as the single-vector kernel does. Where the AVX2
+kernels run, two planes whose scales differ by exactly 16 are multiplied in one pass
+(``fs_q4x2_gemm``).
 """
 
 from __future__ import annotations
@@ -25,15 +27,34 @@ def native_q4_ops() -> ctypes.CDLL | None:
     return ops if ops is not None and ops.fs_gemv_available() else None
 
 
+def combinable(packed: list[torch.Tensor], scales_zeros: list[torch.Tensor]) -> bool:
+    """True for two planes whose second scales are exactly 16 times the first's and whose
+    second zeros carry no offset (``zero = 8 * scale``): Q5_*, Q8_0 planes, which
+    ``fs_q4x2_gemm`` multiplies in one pass as digits ``low + 16 * high`` (an O(N K / 32) check:
+    make it once per matrix)."""
+    if len(packed) != 2:
+        return False
+    low, high = (sz[..., 0].float() for sz in scales_zeros)
+    high_zero = scales_zeros[1][..., 1].float()
+    return bool(torch.equal(high, 16 * low) and torch.equal(high_zero, 8 * high))
+
+
 def q4_matmul(ops: ctypes.CDLL, packed: list[torch.Tensor], scales_zeros: list[torch.Tensor],
-              x: torch.Tensor, n_rows: int,
-              out_dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+              x: torch.Tensor, n_rows: int, out_dtype: torch.dtype = torch.bfloat16,
+              one_pass: bool = False) -> torch.Tensor:
     """``x @ W.T`` ``(n, n_rows)`` for a contiguous bfloat16 ``x`` ``(n, K)``: rounded to
-    bfloat16, or the float32 sums for ``out_dtype=torch.float32``."""
+    bfloat16, or the float32 sums for ``out_dtype=torch.float32``. ``one_pass`` (for planes
+    that are :func:`combinable`) multiplies two planes together where the kernels can."""
     n_tokens, n_cols = x.shape
     wide = out_dtype is torch.float32
     out = torch.empty(n_tokens, n_rows, dtype=torch.float32 if wide else torch.bfloat16)
     sums = torch.empty(n_tokens * (n_cols // GROUP_COLS))
+    if one_pass and ops.fs_q4x2_available():
+        f32, bf16 = (out.data_ptr(), None) if wide else (None, out.data_ptr())
+        ops.fs_q4x2_gemm(packed[0].data_ptr(), scales_zeros[0].data_ptr(), packed[1].data_ptr(),
+                         scales_zeros[1].data_ptr(), x.data_ptr(), n_tokens, n_rows, n_cols,
+                         f32, bf16, sums.data_ptr())
+        return out
     partial = torch.empty(n_tokens, n_rows) if len(packed) > 1 else None
     last = len(packed) - 1
     for index, (plane, plane_sz) in enumerate(zip(packed, scales_zeros, strict=True)):

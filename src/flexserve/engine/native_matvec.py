@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from flexserve.engine.int4_layout import NATIVE_ROW_BLOCK
 from flexserve.engine.int4_matrix import Int4Matrix
 from flexserve.engine.matrix import Matrix
 
@@ -23,12 +24,14 @@ class NativeMatVec:
 
     matrix: Int4Matrix
     planes: tuple[tuple[int, int], ...]  # (packed, scales_zeros) addresses per plane
+    one_pass: bool  # two planes multiplied together by fs_q4x2_gemm
 
     @classmethod
-    def of(cls, matrix: Int4Matrix) -> NativeMatVec:
+    def of(cls, matrix: Int4Matrix, ops: ctypes.CDLL) -> NativeMatVec:
         planes = tuple((p.data_ptr(), sz.data_ptr())
                        for p, sz in zip(matrix.packed, matrix.scales_zeros, strict=True))
-        return cls(matrix, planes)
+        one_pass = matrix.one_pass and ops.fs_q4x2_available()
+        return cls(matrix, planes, bool(one_pass))
 
 
 MatVec = NativeMatVec | Matrix
@@ -36,8 +39,9 @@ MatVec = NativeMatVec | Matrix
 
 def plan(matrix: Matrix, ops: ctypes.CDLL) -> MatVec:
     """The fastest available way to multiply ``matrix`` by one vector."""
-    if isinstance(matrix, Int4Matrix) and ops.fs_gemv_available():
-        return NativeMatVec.of(matrix)
+    if (isinstance(matrix, Int4Matrix) and matrix.row_block == NATIVE_ROW_BLOCK
+            and ops.fs_gemv_available()):
+        return NativeMatVec.of(matrix, ops)
     return matrix
 
 
@@ -60,6 +64,12 @@ class MatVecRunner:
         acc = self.accumulator.data_ptr() if len(matvec.planes) > 1 else None
         last = len(matvec.planes) - 1
         is_f32 = out.dtype is torch.float32
+        if matvec.one_pass:
+            (low, low_sz), (high, high_sz) = matvec.planes
+            out_f32, out_bf16 = (out.data_ptr(), None) if is_f32 else (None, out.data_ptr())
+            self.ops.fs_q4x2_gemm(low, low_sz, high, high_sz, x_ptr, 1, n_rows, n_cols, out_f32,
+                                  out_bf16, sums)
+            return
         for index, (packed, scales_zeros) in enumerate(matvec.planes):
             acc_in = acc if index > 0 else None
             if index < last:

@@ -34,6 +34,7 @@ SIGNATURES: dict[str, list[type]] = {
     "fs_glu": [_F, _I, _I, _F],
     "fs_q4_gemv": [_F, _F, _F, _I, _I, _F, _F, _F, _F],
     "fs_q4_gemm": [_F, _F, _F, _I, _I, _I, _F, _F, _F, _F],
+    "fs_q4x2_gemm": [_F, _F, _F, _F, _F, _I, _I, _I, _F, _F, _F],
 }
 
 
@@ -75,8 +76,9 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
         function = getattr(library, name)
         function.argtypes = argtypes
         function.restype = None
-    library.fs_gemv_available.argtypes = []
-    library.fs_gemv_available.restype = ctypes.c_int
+    for probe in (library.fs_gemv_available, library.fs_q4x2_available):
+        probe.argtypes = []
+        probe.restype = ctypes.c_int
     return library
 
 

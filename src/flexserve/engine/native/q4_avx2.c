@@ -27,6 +27,7 @@
 #define ROW_BLOCK 64
 #define GROUP 32
 #define Q_MAX 32767.0f
+#define PARALLEL_MIN_WORK 65536L /* multiply-adds below which threads cost more */
 #define PREFETCH_BYTES 2048 /* how far ahead the weight stream is fetched (as q4_kernels.c) */
 #define TILE_TOKENS 2       /* tokens sharing one set of weight pairs (8 int32 accumulators) */
 
@@ -123,6 +124,27 @@ static inline void load_pairs(const uint8_t *column_pair, int half, __m256i w[4]
     w[3] = _mm256_unpackhi_epi8(b, zero);
 }
 
+/* The matrix: one plane, or two with the second's scale 16 times the first's and no offset of
+ * its own (Q5_*, Q8_0: digit = low + 16 * high, 0..255, and the first plane's (scale, zero)
+ * serve both; int32 sums stay below 32 * 255 * 32767 < 2^31). */
+struct planes {
+    const uint8_t *packed, *packed_hi; /* packed_hi: NULL for one plane */
+    const uint16_t *sz;
+};
+
+#define FORCE_INLINE static inline __attribute__((always_inline))
+
+/* load_pairs of the combined digits at byte offset `at` of a block's columns. */
+FORCE_INLINE void load_digits(const uint8_t *lo, const uint8_t *hi, size_t at, int half,
+                              int two, __m256i w[4]) {
+    load_pairs(lo + at, half, w);
+    if (two) {
+        __m256i h[4];
+        load_pairs(hi + at, half, h);
+        for (int r = 0; r < 4; ++r) w[r] = _mm256_add_epi16(w[r], _mm256_slli_epi16(h[r], 4));
+    }
+}
+
 static inline __m256i broadcast_pair(const int16_t *q) {
     int32_t pair;
     memcpy(&pair, q, sizeof pair);
@@ -165,10 +187,10 @@ static void store_rows(__m256 y, size_t at, const float *acc_in, float *out_f32,
 }
 
 /* One vector by rows block*64 .. +63: both nibble halves of a column pair per load. */
-static void gemv_block(const uint8_t *packed, const uint16_t *sz, const struct quantized *qx,
-                       int n_rows, int n_cols, int block, const float *acc_in, float *out_f32,
-                       uint16_t *out_bf16) {
-    const uint8_t *base = packed + (size_t)block * n_cols * 32;
+FORCE_INLINE void gemv_block(const struct planes *m, const struct quantized *qx, int n_rows,
+                             int n_cols, int block, int two, const float *acc_in,
+                             float *out_f32, uint16_t *out_bf16) {
+    const size_t base = (size_t)block * n_cols * 32;
     __m256 y[8];
     for (int r = 0; r < 8; ++r) y[r] = _mm256_setzero_ps();
     for (int g = 0; g < n_cols / GROUP; ++g) {
@@ -176,23 +198,25 @@ static void gemv_block(const uint8_t *packed, const uint16_t *sz, const struct q
         for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_si256();
         for (int c = 0; c < GROUP / 2; ++c) {
             int k = g * GROUP + 2 * c;
-            _mm_prefetch((const char *)(base + (size_t)k * 32 + PREFETCH_BYTES), _MM_HINT_T0);
+            size_t at = base + (size_t)k * 32;
+            _mm_prefetch((const char *)(m->packed + at + PREFETCH_BYTES), _MM_HINT_T0);
+            if (two) _mm_prefetch((const char *)(m->packed_hi + at + PREFETCH_BYTES), _MM_HINT_T0);
             __m256i xs = broadcast_pair(qx->q + k), w[4];
             for (int half = 0; half < 2; ++half) {
-                load_pairs(base + (size_t)k * 32, half, w);
+                load_digits(m->packed, m->packed_hi, at, half, two, w);
                 for (int r = 0; r < 4; ++r)
                     acc[4 * half + r] =
                         _mm256_add_epi32(acc[4 * half + r], _mm256_madd_epi16(w[r], xs));
             }
         }
         __m256 step = _mm256_set1_ps(qx->step[g]), sum = _mm256_set1_ps(qx->sum_x[g]);
-        const uint16_t *group_sz = sz + ((size_t)g * n_rows + (size_t)block * ROW_BLOCK) * 2;
+        const size_t group_sz = ((size_t)g * n_rows + (size_t)block * ROW_BLOCK) * 2;
         for (int half = 0; half < 2; ++half) {
             __m256 rows[4];
             in_row_order(acc + 4 * half, rows);
             for (int r = 0; r < 4; ++r) {
                 __m256 s, bias;
-                scale_bias(group_sz + 64 * half + 16 * r, &s, &bias);
+                scale_bias(m->sz + group_sz + 64 * half + 16 * r, &s, &bias);
                 y[4 * half + r] = _mm256_fmadd_ps(_mm256_mul_ps(s, step), rows[r], y[4 * half + r]);
                 y[4 * half + r] = _mm256_fmadd_ps(bias, sum, y[4 * half + r]);
             }
@@ -204,12 +228,12 @@ static void gemv_block(const uint8_t *packed, const uint16_t *sz, const struct q
 
 /* Rows block*64 + half*32 .. +31 for tokens t0 .. t0+n-1 (n <= TILE_TOKENS; missing tokens
  * repeat the last one and are not stored). */
-static void half_block_tile(const uint8_t *packed, const uint16_t *sz, const struct quantized *qx,
-                            int n_rows, int n_cols, int block, int half, int t0, int n,
-                            const float *acc_in, float *out_f32, uint16_t *out_bf16) {
+FORCE_INLINE void half_block_tile(const struct planes *m, const struct quantized *qx, int n_rows,
+                                  int n_cols, int block, int half, int t0, int n, int two,
+                                  const float *acc_in, float *out_f32, uint16_t *out_bf16) {
     const int groups = n_cols / GROUP;
     const int first_row = block * ROW_BLOCK + half * 32;
-    const uint8_t *base = packed + (size_t)block * n_cols * 32;
+    const size_t base = (size_t)block * n_cols * 32;
     const int16_t *qt[TILE_TOKENS];
     int token[TILE_TOKENS];
     for (int t = 0; t < TILE_TOKENS; ++t) {
@@ -226,16 +250,16 @@ static void half_block_tile(const uint8_t *packed, const uint16_t *sz, const str
         for (int c = 0; c < GROUP / 2; ++c) {
             int k = g * GROUP + 2 * c;
             __m256i w[4];
-            load_pairs(base + (size_t)k * 32, half, w);
+            load_digits(m->packed, m->packed_hi, base + (size_t)k * 32, half, two, w);
             for (int t = 0; t < TILE_TOKENS; ++t) {
                 __m256i xs = broadcast_pair(qt[t] + k);
                 for (int r = 0; r < 4; ++r)
                     acc[t][r] = _mm256_add_epi32(acc[t][r], _mm256_madd_epi16(w[r], xs));
             }
         }
-        const uint16_t *group_sz = sz + ((size_t)g * n_rows + (size_t)first_row) * 2;
+        const size_t group_sz = ((size_t)g * n_rows + (size_t)first_row) * 2;
         __m256 s[4], bias[4];
-        for (int r = 0; r < 4; ++r) scale_bias(group_sz + 16 * r, &s[r], &bias[r]);
+        for (int r = 0; r < 4; ++r) scale_bias(m->sz + group_sz + 16 * r, &s[r], &bias[r]);
         for (int t = 0; t < TILE_TOKENS; ++t) {
             size_t at = (size_t)token[t] * groups + g;
             __m256 step = _mm256_set1_ps(qx->step[at]), sum = _mm256_set1_ps(qx->sum_x[at]);
@@ -253,34 +277,47 @@ static void half_block_tile(const uint8_t *packed, const uint16_t *sz, const str
                        out_f32, out_bf16);
 }
 
-static void products(const uint8_t *packed, const uint16_t *sz, const uint16_t *x, int n_tokens,
-                     int n_rows, int n_cols, const float *acc_in, float *out_f32,
-                     uint16_t *out_bf16, float *sum_x) {
+static void fail_outputs(int n_tokens, int n_rows, float *out_f32, uint16_t *out_bf16) {
+    /* out of memory: NaN outputs, which the caller's checks see, rather than stale ones */
+    for (size_t i = 0; i < (size_t)n_tokens * (size_t)n_rows; ++i) {
+        if (out_f32) out_f32[i] = NAN;
+        if (out_bf16) out_bf16[i] = 0x7fc0u;
+    }
+}
+
+static void products(const struct planes *m, const uint16_t *x, int n_tokens, int n_rows,
+                     int n_cols, const float *acc_in, float *out_f32, uint16_t *out_bf16,
+                     float *sum_x) {
     struct quantized qx;
     if (!quantize(x, n_tokens, n_cols, sum_x, &qx)) {
-        /* out of memory: NaN outputs, which the caller's checks see, rather than stale ones */
-        for (size_t i = 0; i < (size_t)n_tokens * (size_t)n_rows; ++i) {
-            if (out_f32) out_f32[i] = NAN;
-            if (out_bf16) out_bf16[i] = 0x7fc0u;
-        }
+        fail_outputs(n_tokens, n_rows, out_f32, out_bf16);
         return;
     }
+    const int two = m->packed_hi != NULL;
     long work = (long)n_rows * n_cols * n_tokens;
     if (n_tokens == 1) {
-#pragma omp parallel for schedule(static) if (work >= 65536L)
-        for (int block = 0; block < n_rows / ROW_BLOCK; ++block)
-            gemv_block(packed, sz, &qx, n_rows, n_cols, block, acc_in, out_f32, out_bf16);
+#pragma omp parallel for schedule(static) if (work >= PARALLEL_MIN_WORK)
+        for (int block = 0; block < n_rows / ROW_BLOCK; ++block) {
+            if (two)
+                gemv_block(m, &qx, n_rows, n_cols, block, 1, acc_in, out_f32, out_bf16);
+            else
+                gemv_block(m, &qx, n_rows, n_cols, block, 0, acc_in, out_f32, out_bf16);
+        }
         release(&qx);
         return;
     }
     int halves = n_rows / 32, tiles = (n_tokens + TILE_TOKENS - 1) / TILE_TOKENS;
-#pragma omp parallel for collapse(2) schedule(static) if (work >= 65536L)
+#pragma omp parallel for collapse(2) schedule(static) if (work >= PARALLEL_MIN_WORK)
     for (int h = 0; h < halves; ++h)
         for (int tile = 0; tile < tiles; ++tile) {
             int t0 = tile * TILE_TOKENS;
             int n = n_tokens - t0 < TILE_TOKENS ? n_tokens - t0 : TILE_TOKENS;
-            half_block_tile(packed, sz, &qx, n_rows, n_cols, h / 2, h % 2, t0, n, acc_in,
-                            out_f32, out_bf16);
+            if (two)
+                half_block_tile(m, &qx, n_rows, n_cols, h / 2, h % 2, t0, n, 1, acc_in,
+                                out_f32, out_bf16);
+            else
+                half_block_tile(m, &qx, n_rows, n_cols, h / 2, h % 2, t0, n, 0, acc_in,
+                                out_f32, out_bf16);
         }
     release(&qx);
 }
@@ -288,12 +325,36 @@ static void products(const uint8_t *packed, const uint16_t *sz, const uint16_t *
 void fs_q4_gemv(const uint8_t *packed, const uint16_t *sz, const uint16_t *x, int n_rows,
                 int n_cols, const float *acc_in, float *out_f32, uint16_t *out_bf16,
                 float *sum_x) {
-    products(packed, sz, x, 1, n_rows, n_cols, acc_in, out_f32, out_bf16, sum_x);
+    struct planes m = {packed, NULL, sz};
+    products(&m, x, 1, n_rows, n_cols, acc_in, out_f32, out_bf16, sum_x);
 }
 
 void fs_q4_gemm(const uint8_t *packed, const uint16_t *sz, const uint16_t *x, int n_tokens,
                 int n_rows, int n_cols, const float *acc_in, float *out_f32, uint16_t *out_bf16,
                 float *sum_x) {
-    products(packed, sz, x, n_tokens, n_rows, n_cols, acc_in, out_f32, out_bf16, sum_x);
+    struct planes m = {packed, NULL, sz};
+    products(&m, x, n_tokens, n_rows, n_cols, acc_in, out_f32, out_bf16, sum_x);
+}
+
+int fs_q4x2_available(void) { return 1; }
+
+/* Y = X W^T for a two-plane matrix whose second plane's scales are 16 times the first's and
+ * whose second zeros are 8 times its scales, in one pass over both planes' digits (Q5_*,
+ * Q8_0: one product instead of two). */
+void fs_q4x2_gemm(const uint8_t *packed, const uint16_t *sz, const uint8_t *packed_hi,
+                  const uint16_t *sz_hi, const uint16_t *x, int n_tokens, int n_rows, int n_cols,
+                  float *out_f32, uint16_t *out_bf16, float *sum_x) {
+    (void)sz_hi; /* its zeros are 8 * its scales: no bias of its own */
+    struct planes m = {packed, packed_hi, sz};
+    products(&m, x, n_tokens, n_rows, n_cols, NULL, out_f32, out_bf16, sum_x);
+}
+#else
+int fs_q4x2_available(void) { return 0; }
+
+void fs_q4x2_gemm(const uint8_t *packed, const uint16_t *sz, const uint8_t *packed_hi,
+                  const uint16_t *sz_hi, const uint16_t *x, int n_tokens, int n_rows, int n_cols,
+                  float *out_f32, uint16_t *out_bf16, float *sum_x) {
+    (void)packed; (void)sz; (void)packed_hi; (void)sz_hi; (void)x; (void)n_tokens;
+    (void)n_rows; (void)n_cols; (void)out_f32; (void)out_bf16; (void)sum_x;
 }
 #endif
