@@ -64,6 +64,16 @@ def test_packing_matches_torch_and_rows_can_be_reordered() -> None:
     assert torch.equal(both.dequantize()[128:], planes.dequantize())
 
 
+def test_packing_in_chunks_equals_packing_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    digits = torch.randint(0, 16, (448, 64), dtype=torch.uint8)
+    row_block = torch_row_block()
+    whole = pack_digits(digits, row_block)
+    monkeypatch.setattr("flexserve.engine.int4_layout.PACK_CHUNK_ROWS", 128)  # 3.5 chunks
+    assert torch.equal(pack_digits(digits, row_block), whole)
+    converted = torch.ops.aten._convert_weight_to_int4pack_for_cpu(digits.int(), 1)
+    assert torch.equal(whole, converted)
+
+
 @pytest.mark.parametrize("type_id", [3, 8])  # one plane (Q4_1) and two planes (Q8_0)
 @pytest.mark.parametrize("n_tokens", [1, KERNEL_MAX_TOKENS + 1])  # torch: kernel, dequantize
 @pytest.mark.parametrize("native", [True, False], ids=["native", "torch"])

@@ -21,12 +21,20 @@ _CANDIDATE_ROW_BLOCKS = (64, 32, 16, 128)
 _PROBE_ROWS, _PROBE_COLS = 128, 64
 
 
+PACK_CHUNK_ROWS = 4096  # rows packed at a time: temporaries stay small for vocabulary heads
+
+
 def pack_digits(digits: torch.Tensor, row_block: int = NATIVE_ROW_BLOCK) -> torch.Tensor:
     """uint8 digits ``(N, K)`` (0..15) as ``(N, K/2)`` bytes in row blocks of ``row_block``."""
     n_rows, n_cols = digits.shape
-    blocks = digits.reshape(n_rows // row_block, 2, row_block // 2, n_cols)
-    packed = blocks[:, 0] | (blocks[:, 1] << 4)
-    return packed.transpose(1, 2).contiguous().reshape(n_rows, n_cols // 2)
+    out = torch.empty(n_rows, n_cols // 2, dtype=torch.uint8)
+    for start in range(0, n_rows, PACK_CHUNK_ROWS):
+        chunk = digits[start : start + PACK_CHUNK_ROWS]
+        blocks = chunk.reshape(chunk.shape[0] // row_block, 2, row_block // 2, n_cols)
+        packed = blocks[:, 0] | (blocks[:, 1] << 4)
+        out[start : start + chunk.shape[0]].view(-1, n_cols, row_block // 2).copy_(
+            packed.transpose(1, 2))
+    return out
 
 
 def unpack_digits_t(packed: torch.Tensor, row_block: int, target: torch.Tensor) -> None:

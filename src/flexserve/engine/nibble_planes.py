@@ -113,10 +113,11 @@ def _q5_1(b: np.ndarray) -> Decoded:
 
 def _q8_0(b: np.ndarray) -> Decoded:
     d = _f16(b[:, 0:2])
-    biased = b[:, 2:34] ^ np.uint8(0x80)  # int8 q as uint8 q + 128
-    digits = np.empty((2, *biased.shape), dtype=np.uint8)
-    np.bitwise_and(biased, 0x0F, out=digits[0])
-    np.right_shift(biased, 4, out=digits[1])
+    q = b[:, 2:34]  # int8 q as uint8 q + 128 = q ^ 0x80: its low nibble is q's, its high
+    digits = np.empty((2, *q.shape), dtype=np.uint8)  # nibble q's with the top bit flipped
+    np.bitwise_and(q, 0x0F, out=digits[0])
+    np.right_shift(q, 4, out=digits[1])
+    np.bitwise_xor(digits[1], np.uint8(0x08), out=digits[1])  # no full-size temporary
     return digits, np.stack((d, 16 * d)), -128 * d
 
 
