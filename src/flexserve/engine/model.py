@@ -27,7 +27,6 @@ from flexserve.engine.matrix import (
     make_matrix,
 )
 from flexserve.engine.native.build import load_decode_ops
-from flexserve.engine.native_prefill import NativePrefill
 from flexserve.engine.nibble_planes import NibblePlanes
 from flexserve.engine.rope import RopeTable, interleaved_row_order, rotation_matrices
 from flexserve.errors import ConfigError, ContextOverflowError, ModelFormatError
@@ -197,7 +196,6 @@ class Transformer:
         self._rope_last: dict[tuple[float, float], tuple[int, int, torch.Tensor]] = {}
         self.native_decode = self.weight_format is WeightFormat.INT4  # policy: fused C step
         self._fused: FusedDecoder | None = None
-        self._prefill: NativePrefill | None = None
 
     # ----- weights -------------------------------------------------------------------------
     def install_group(self, name: str, weights: GroupWeights) -> None:
@@ -282,12 +280,12 @@ class Transformer:
         if block is None:
             raise ConfigError(f"layer group blk.{index} is not installed")
         eps = self.config.norm_eps
-        attn_out = self._attention(index, block, self._norm_in(hidden, block.attn_norm),
+        attn_out = self._attention(index, block, rms_norm(hidden, block.attn_norm, eps),
                                    cache, positions)
         if block.post_attn_norm is not None:
             attn_out = rms_norm(attn_out.float(), block.post_attn_norm, eps)
         hidden = hidden + attn_out
-        ffn_out = self._ffn(block, self._norm_in(hidden, block.ffn_norm))
+        ffn_out = self._ffn(block, rms_norm(hidden, block.ffn_norm, eps))
         if block.post_ffn_norm is not None:
             ffn_out = rms_norm(ffn_out.float(), block.post_ffn_norm, eps)
         return hidden + ffn_out
@@ -343,14 +341,6 @@ class Transformer:
             self._fused = FusedDecoder(self, ops)
         return self._fused
 
-    def _native_prefill(self) -> NativePrefill | None:
-        """The row-wise C helpers, under the same policy and build as the fused step."""
-        if self._fused_decoder() is None:
-            return None
-        if self._prefill is None:
-            self._prefill = NativePrefill(self._fused_decoder().ops)  # type: ignore[union-attr]
-        return self._prefill
-
     # ----- internals -----------------------------------------------------------------------
     def _rope(self, index: int, positions: torch.Tensor, start: int) -> torch.Tensor:
         """RoPE rotation matrices ``(n, head_dim, head_dim)``, shared by the layers."""
@@ -401,20 +391,10 @@ class Transformer:
         rotated = torch.bmm(qk, rotations)
         return rotated[:, : c.n_heads], rotated[:, c.n_heads :]
 
-    def _norm_in(self, hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """RMSNorm of ``hidden`` as the input of a matmul (native in the int4 format)."""
-        native = self._native_prefill()
-        normed = None if native is None else native.norm_to_bf16(hidden, weight,
-                                                                  self.config.norm_eps)
-        return rms_norm(hidden, weight, self.config.norm_eps) if normed is None else normed
-
     def _ffn(self, block: BlockWeights, x: torch.Tensor) -> torch.Tensor:
-        gate_up = block.w_gate_up(x)
-        gelu = self.config.traits.activation == "gelu_tanh"
-        native = self._native_prefill()
-        activated = None if native is None else native.glu(gate_up, gelu)
-        if activated is not None:
-            return block.w_down(activated)
-        gate, up = gate_up.chunk(2, dim=-1)
-        activated = F.gelu(gate, approximate="tanh") if gelu else F.silu(gate)
+        gate, up = block.w_gate_up(x).chunk(2, dim=-1)
+        if self.config.traits.activation == "gelu_tanh":
+            activated = F.gelu(gate, approximate="tanh")
+        else:
+            activated = F.silu(gate)
         return block.w_down(activated * up)

@@ -153,23 +153,3 @@ void fs_glu(const uint16_t *gate_up, int ffn, int gelu, uint16_t *out) {
         out[i] = f32_to_bf16(prod);
     }
 }
-
-/* Prefill rows (n tokens at once): the per-row operations above, threaded across rows. */
-
-/* out[t] = bf16(rms_norm(hidden[t]) * w) for n rows of d floats (hidden is not changed). */
-void fs_norm_rows(const float *hidden, int n, int d, const float *w, float eps, uint16_t *out) {
-#pragma omp parallel for schedule(static) if ((long)n * d >= PARALLEL_MIN_WORK)
-    for (int t = 0; t < n; ++t) {
-        const float *x = hidden + (size_t)t * d;
-        float r = 1.0f / sqrtf(dot(x, x, d) / (float)d + eps);
-        uint16_t *o = out + (size_t)t * d;
-        for (int i = 0; i < d; ++i) o[i] = f32_to_bf16(x[i] * r * w[i]);
-    }
-}
-
-/* fs_glu on each of n rows of gate_up (2 * ffn bf16 each) into n rows of ffn. */
-void fs_glu_rows(const uint16_t *gate_up, int n, int ffn, int gelu, uint16_t *out) {
-#pragma omp parallel for schedule(static) if ((long)n * ffn >= PARALLEL_MIN_WORK / 8)
-    for (int t = 0; t < n; ++t)
-        fs_glu(gate_up + (size_t)t * 2 * ffn, ffn, gelu, out + (size_t)t * ffn);
-}
