@@ -19,8 +19,6 @@ import torch
 NATIVE_ROW_BLOCK = 64
 _CANDIDATE_ROW_BLOCKS = (64, 32, 16, 128)
 _PROBE_ROWS, _PROBE_COLS = 128, 64
-
-
 PACK_CHUNK_ROWS = 4096  # rows packed at a time: temporaries stay small for vocabulary heads
 
 

@@ -13,6 +13,7 @@ kernels run, two planes whose scales differ by exactly 16 are multiplied in one 
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 
 import torch
 
@@ -39,6 +40,33 @@ def combinable(packed: list[torch.Tensor], scales_zeros: list[torch.Tensor]) -> 
     return bool(torch.equal(high, 16 * low) and torch.equal(high_zero, 8 * high))
 
 
+PlanePointers = Sequence[tuple[int, int]]  # (packed, scales_zeros) addresses per plane
+
+
+def q4_products(ops: ctypes.CDLL, planes: PlanePointers, one_pass: bool, x_ptr: int,
+                n_tokens: int, n_rows: int, n_cols: int, out: torch.Tensor,
+                partial_ptr: int | None, sums_ptr: int) -> None:
+    """``out = x @ W.T`` for the bfloat16 rows at ``x_ptr`` into ``out`` (float32 sums or
+    bfloat16), on preallocated buffers: ``partial_ptr`` (float32 ``n_tokens * n_rows``, for a
+    second plane unless ``one_pass``) and ``sums_ptr`` (``n_tokens * n_cols / 32`` floats)."""
+    final = (out.data_ptr(), None) if out.dtype is torch.float32 else (None, out.data_ptr())
+    if one_pass and ops.fs_q4x2_available():
+        (low, low_sz), (high, high_sz) = planes
+        ops.fs_q4x2_gemm(low, low_sz, high, high_sz, x_ptr, n_tokens, n_rows, n_cols, *final,
+                         sums_ptr)
+        return
+    last = len(planes) - 1
+    for index, (packed, scales_zeros) in enumerate(planes):
+        acc_in = partial_ptr if index > 0 else None
+        out_f32, out_bf16 = final if index == last else (partial_ptr, None)
+        if n_tokens == 1:
+            ops.fs_q4_gemv(packed, scales_zeros, x_ptr, n_rows, n_cols, acc_in, out_f32,
+                           out_bf16, sums_ptr)
+        else:
+            ops.fs_q4_gemm(packed, scales_zeros, x_ptr, n_tokens, n_rows, n_cols, acc_in,
+                           out_f32, out_bf16, sums_ptr)
+
+
 def q4_matmul(ops: ctypes.CDLL, packed: list[torch.Tensor], scales_zeros: list[torch.Tensor],
               x: torch.Tensor, n_rows: int, out_dtype: torch.dtype = torch.bfloat16,
               one_pass: bool = False) -> torch.Tensor:
@@ -46,27 +74,11 @@ def q4_matmul(ops: ctypes.CDLL, packed: list[torch.Tensor], scales_zeros: list[t
     bfloat16, or the float32 sums for ``out_dtype=torch.float32``. ``one_pass`` (for planes
     that are :func:`combinable`) multiplies two planes together where the kernels can."""
     n_tokens, n_cols = x.shape
-    wide = out_dtype is torch.float32
-    out = torch.empty(n_tokens, n_rows, dtype=torch.float32 if wide else torch.bfloat16)
+    dtype = torch.float32 if out_dtype is torch.float32 else torch.bfloat16
+    out = torch.empty(n_tokens, n_rows, dtype=dtype)
     sums = torch.empty(n_tokens * (n_cols // GROUP_COLS))
-    if one_pass and ops.fs_q4x2_available():
-        f32, bf16 = (out.data_ptr(), None) if wide else (None, out.data_ptr())
-        ops.fs_q4x2_gemm(packed[0].data_ptr(), scales_zeros[0].data_ptr(), packed[1].data_ptr(),
-                         scales_zeros[1].data_ptr(), x.data_ptr(), n_tokens, n_rows, n_cols,
-                         f32, bf16, sums.data_ptr())
-        return out
-    partial = torch.empty(n_tokens, n_rows) if len(packed) > 1 else None
-    last = len(packed) - 1
-    for index, (plane, plane_sz) in enumerate(zip(packed, scales_zeros, strict=True)):
-        acc_in = partial.data_ptr() if partial is not None and index > 0 else None
-        out_f32 = partial.data_ptr() if partial is not None and index < last else None
-        if index == last and wide:
-            out_f32 = out.data_ptr()
-        out_bf16 = out.data_ptr() if index == last and not wide else None
-        if n_tokens == 1:
-            ops.fs_q4_gemv(plane.data_ptr(), plane_sz.data_ptr(), x.data_ptr(), n_rows, n_cols,
-                           acc_in, out_f32, out_bf16, sums.data_ptr())
-        else:
-            ops.fs_q4_gemm(plane.data_ptr(), plane_sz.data_ptr(), x.data_ptr(), n_tokens,
-                           n_rows, n_cols, acc_in, out_f32, out_bf16, sums.data_ptr())
+    planes = [(p.data_ptr(), sz.data_ptr()) for p, sz in zip(packed, scales_zeros, strict=True)]
+    partial = torch.empty(n_tokens, n_rows) if len(planes) > 1 else None
+    q4_products(ops, planes, one_pass, x.data_ptr(), n_tokens, n_rows, n_cols, out,
+                None if partial is None else partial.data_ptr(), sums.data_ptr())
     return out

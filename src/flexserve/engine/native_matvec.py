@@ -1,9 +1,9 @@
 """Matrix times one vector into preallocated buffers, for the fused decode step.
 
-An :class:`~flexserve.engine.int4_matrix.Int4Matrix` is multiplied by ``fs_q4_gemv`` of
-``decode_ops.c`` directly on its packed planes (float32 accumulation across planes, one final
-rounding); any other matrix (dense bfloat16, stacked) goes through torch and is copied into the
-buffer. Either way no tensor is allocated per call.
+An :class:`~flexserve.engine.int4_matrix.Int4Matrix` is multiplied by the native int4 kernels
+(:func:`~flexserve.engine.native_gemm.q4_products`) directly on its packed planes (float32
+accumulation across planes, one final rounding); any other matrix (dense bfloat16, stacked)
+goes through torch and is copied into the buffer. Either way no tensor is allocated per call.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from flexserve.engine.int4_layout import NATIVE_ROW_BLOCK
 from flexserve.engine.int4_matrix import Int4Matrix
 from flexserve.engine.matrix import Matrix
+from flexserve.engine.native_gemm import q4_products
 
 
 @dataclass(frozen=True)
@@ -59,22 +60,7 @@ class MatVecRunner:
             out.view(-1).copy_(matvec(x, out.dtype).view(-1))
             return
         matrix = matvec.matrix
-        n_rows, n_cols = matrix.out_features, matrix.in_features
-        x_ptr, sums = x.data_ptr(), self.group_sums.data_ptr()
-        acc = self.accumulator.data_ptr() if len(matvec.planes) > 1 else None
-        last = len(matvec.planes) - 1
-        is_f32 = out.dtype is torch.float32
-        if matvec.one_pass:
-            (low, low_sz), (high, high_sz) = matvec.planes
-            out_f32, out_bf16 = (out.data_ptr(), None) if is_f32 else (None, out.data_ptr())
-            self.ops.fs_q4x2_gemm(low, low_sz, high, high_sz, x_ptr, 1, n_rows, n_cols, out_f32,
-                                  out_bf16, sums)
-            return
-        for index, (packed, scales_zeros) in enumerate(matvec.planes):
-            acc_in = acc if index > 0 else None
-            if index < last:
-                out_f32, out_bf16 = acc, None
-            else:
-                out_f32, out_bf16 = (out.data_ptr(), None) if is_f32 else (None, out.data_ptr())
-            self.ops.fs_q4_gemv(packed, scales_zeros, x_ptr, n_rows, n_cols, acc_in, out_f32,
-                                out_bf16, sums)
+        partial = self.accumulator.data_ptr() if len(matvec.planes) > 1 else None
+        q4_products(self.ops, matvec.planes, matvec.one_pass, x.data_ptr(), 1,
+                    matrix.out_features, matrix.in_features, out, partial,
+                    self.group_sums.data_ptr())
