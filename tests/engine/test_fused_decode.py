@@ -46,7 +46,7 @@ def _models(arch: str, tmp_path: Path,
 
 
 def _decode_logits(model: Transformer, native: bool) -> torch.Tensor:
-    model.native_decode = native
+    model.native_fused = native
     cache = model.new_cache(32)
     model.forward(PROMPT, cache)
     logits = torch.stack([model.forward([t], cache)[-1] for t in STEPS])
@@ -114,7 +114,7 @@ def test_disabled_or_missing_native_ops_fall_back_to_torch(tmp_path: Path,
     assert model._fused is None  # the torch step ran
     monkeypatch.setattr("flexserve.engine.model.load_decode_ops", lambda: None)
     assert torch.equal(_decode_logits(model, native=True), reference)
-    assert model._fused is None and model.native_decode is False
+    assert model._fused is None and model.native_fused is False
 
 
 def test_the_native_kernels_build_here() -> None:

@@ -33,7 +33,7 @@ def _ptr(tensor: torch.Tensor | None) -> int | None:
 
 
 @dataclass(frozen=True)
-class _BlockPointers:
+class BlockPointers:
     block: BlockWeights  # held so the addresses below stay valid
     attn_norm: int
     ffn_norm: int
@@ -74,11 +74,12 @@ class FusedDecoder:
         self.tables = {key: RopeTable(key[0], c.rope_dims, key[1]) for key in set(keys)}
         self.layer_rope = keys
         self.windows = [c.layer_window(i) for i in range(c.n_layers)]
-        self._blocks: dict[int, tuple[_BlockPointers, list[torch.Tensor | None]]] = {}
+        self._blocks: dict[int, tuple[BlockPointers, list[torch.Tensor | None]]] = {}
         self._cache: tuple[KVCache, list[int], list[int]] | None = None
 
     # ----- cached addresses --------------------------------------------------------------
-    def _block(self, index: int) -> _BlockPointers:
+    def block_pointers(self, index: int) -> BlockPointers:
+        """Block ``index``'s vector addresses and matrix plans (cached while installed)."""
         block = self.model.blocks[index]
         if block is None:
             raise ConfigError(f"layer group blk.{index} is not installed")
@@ -91,11 +92,12 @@ class FusedDecoder:
         assert attn_norm is not None and ffn_norm is not None
         matrices = (plan(m, self.ops) for m in (block.wqkv, block.wo, block.w_gate_up,
                                                  block.w_down))
-        pointers = _BlockPointers(block, attn_norm, ffn_norm, *rest, *matrices)
+        pointers = BlockPointers(block, attn_norm, ffn_norm, *rest, *matrices)
         self._blocks[index] = (pointers, vectors)
         return pointers
 
-    def _cache_pointers(self, cache: KVCache) -> tuple[list[int], list[int]]:
+    def cache_pointers(self, cache: KVCache) -> tuple[list[int], list[int]]:
+        """Per layer, the addresses of the cache's key and value slabs (float32 only)."""
         if self._cache is None or self._cache[0] is not cache:
             if cache.keys[0].dtype is not torch.float32:
                 raise ConfigError("fused decode needs a float32 KV cache")
@@ -135,9 +137,9 @@ class FusedDecoder:
             raise ConfigError(f"position {position} is outside the KV cache")
         hidden = hidden.float().contiguous().clone()
         scratch = self._scratch(cache.capacity_tokens)
-        keys, values = self._cache_pointers(cache)
+        keys, values = self.cache_pointers(cache)
         rope_rows = self._rope_rows(position)
-        block = self._block(0)
+        block = self.block_pointers(0)
         self._norm(hidden, None, None, block.attn_norm, scratch)
         for index in range(c.n_layers):
             matvec(block.wqkv, self.x, self.qkv)
@@ -153,10 +155,10 @@ class FusedDecoder:
             self.ops.fs_glu(self.gate_up.data_ptr(), c.ffn_dim, self.gelu, self.act.data_ptr())
             matvec(block.w_down, self.act, self.delta)
             last = index + 1 == c.n_layers
-            following = self._output_norm() if last else self._block(index + 1).attn_norm
+            following = self._output_norm() if last else self.block_pointers(index + 1).attn_norm
             self._norm(hidden, self.delta, block.post_ffn_norm, following, scratch)
             if not last:
-                block = self._block(index + 1)
+                block = self.block_pointers(index + 1)
         logits = torch.empty(1, c.vocab_size)
         matvec(self._head_matvec(), self.x, logits)
         return logits

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from flexserve.engine.attention import attention_mask, grouped_attention, sees_all_keys
 from flexserve.engine.config import ModelConfig
 from flexserve.engine.fused_decode import FusedDecoder
+from flexserve.engine.fused_prefill import FusedPrefill
 from flexserve.engine.kv_cache import KVCache
 from flexserve.engine.layers import EMBED_GROUP, OUTPUT_GROUP, GroupWeights
 from flexserve.engine.matrix import (
@@ -130,56 +132,6 @@ class _BlockBuilder:
         return self.matrix(q, k, v)
 
 
-def attention_mask(
-    q_positions: torch.Tensor, n_keys: int, window_tokens: int
-) -> torch.Tensor | None:
-    """Boolean ``(n_q, n_keys)`` mask, True where a query may see a key; None if all may."""
-    k_positions = torch.arange(n_keys)
-    distance = q_positions[:, None] - k_positions[None, :]
-    allowed = distance >= 0
-    if window_tokens > 0:
-        allowed &= distance < window_tokens
-    return None if bool(allowed.all()) else allowed
-
-
-def sees_all_keys(start: int, n_tokens: int, window_tokens: int) -> bool:
-    """True when queries ``start..start+n-1`` may see every key ``0..start+n-1``."""
-    return n_tokens == 1 and (window_tokens == 0 or start < window_tokens)
-
-
-_NO_BIAS = torch.zeros(())
-
-
-def grouped_attention(
-    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
-    scale: float, causal: bool = False,
-) -> torch.Tensor:
-    """Softmax attention of ``(n_heads, n, d)`` queries over ``(n_kv_heads, T, d)`` keys/values.
-
-    Query heads ``h*g .. h*g+g-1`` share KV head ``h`` (grouped-query attention). ``mask`` is
-    None when every query sees every key, or when ``causal`` (query ``i`` sees keys ``0..i``).
-    """
-    n_heads, n_q, head_dim = q.shape
-    n_kv = keys.shape[0]
-    group = n_heads // n_kv
-    if n_q == 1 and mask is None:  # decode: a KV head's queries act as its query positions
-        scores = torch.baddbmm(_NO_BIAS, q.reshape(n_kv, group, head_dim), keys.transpose(1, 2),
-                               beta=0.0, alpha=scale)
-        return torch.bmm(torch.softmax(scores, dim=-1), values).reshape(n_heads, 1, head_dim)
-    if group > 1:
-        keys = keys.repeat_interleave(group, dim=0)
-        values = values.repeat_interleave(group, dim=0)
-    return _sdpa(q, keys, values, mask, scale, causal and mask is None)
-
-
-def _sdpa(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None,
-          scale: float, causal: bool) -> torch.Tensor:
-    """torch's fused attention on ``(heads, n, d)``, given 4-D so its flash kernel applies."""
-    out = F.scaled_dot_product_attention(q[None], keys[None], values[None], attn_mask=mask,
-                                         is_causal=causal, scale=scale)
-    return out[0]
-
-
 class Transformer:
     """Layer-by-layer transformer over installed weight groups."""
 
@@ -194,8 +146,10 @@ class Transformer:
         self.output_weight: Matrix | None = None
         self._rope_tables: dict[tuple[float, float], RopeTable] = {}
         self._rope_last: dict[tuple[float, float], tuple[int, int, torch.Tensor]] = {}
-        self.native_decode = self.weight_format is WeightFormat.INT4  # policy: fused C step
+        # policy: the fused C steps (decode token, prefill blocks) in the int4 format
+        self.native_fused = self.weight_format is WeightFormat.INT4
         self._fused: FusedDecoder | None = None
+        self._prefill: FusedPrefill | None = None
 
     # ----- weights -------------------------------------------------------------------------
     def install_group(self, name: str, weights: GroupWeights) -> None:
@@ -279,6 +233,9 @@ class Transformer:
         block = self.blocks[index]
         if block is None:
             raise ConfigError(f"layer group blk.{index} is not installed")
+        fused = self._fused_prefill() if hidden.shape[0] > 1 else None
+        if fused is not None:
+            return fused.block(index, hidden, cache, int(positions[0]))
         eps = self.config.norm_eps
         attn_out = self._attention(index, block, rms_norm(hidden, block.attn_norm, eps),
                                    cache, positions)
@@ -331,15 +288,24 @@ class Transformer:
 
     def _fused_decoder(self) -> FusedDecoder | None:
         """The fused single-token step, when enabled and its C helpers could be built."""
-        if not self.native_decode or self.weight_format is not WeightFormat.INT4:
+        if not self.native_fused or self.weight_format is not WeightFormat.INT4:
             return None
         if self._fused is None:
             ops = load_decode_ops()
             if ops is None:
-                self.native_decode = False
+                self.native_fused = False
                 return None
             self._fused = FusedDecoder(self, ops)
         return self._fused
+
+    def _fused_prefill(self) -> FusedPrefill | None:
+        """The fused prefill block, under the same policy and build as the fused step."""
+        decoder = self._fused_decoder()
+        if decoder is None:
+            return None
+        if self._prefill is None or self._prefill.decoder is not decoder:
+            self._prefill = FusedPrefill(decoder)
+        return self._prefill
 
     # ----- internals -----------------------------------------------------------------------
     def _rope(self, index: int, positions: torch.Tensor, start: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Matrix times one vector into preallocated buffers, for the fused decode step.
+"""Matrix times one vector (or a few rows) into preallocated buffers, for the fused steps.
 
 An :class:`~flexserve.engine.int4_matrix.Int4Matrix` is multiplied by the native int4 kernels
 (:func:`~flexserve.engine.native_gemm.q4_products`) directly on its packed planes (float32
@@ -47,20 +47,29 @@ def plan(matrix: Matrix, ops: ctypes.CDLL) -> MatVec:
 
 
 class MatVecRunner:
-    """Runs :data:`MatVec` products with a shared float32 accumulator and group sums."""
+    """Runs :data:`MatVec` products with a shared float32 accumulator and group sums (sized
+    for ``max_rows`` outputs of ``max_cols`` inputs per input row, grown for more rows)."""
 
     def __init__(self, ops: ctypes.CDLL, max_rows: int, max_cols: int) -> None:
         self.ops = ops
+        self.max_rows, self.max_cols = max_rows, max_cols
         self.accumulator = torch.empty(max_rows)
         self.group_sums = torch.empty(max_cols // 32 + 1)
 
+    def _fit(self, n_tokens: int) -> None:
+        if self.accumulator.numel() < n_tokens * self.max_rows:
+            self.accumulator = torch.empty(n_tokens * self.max_rows)
+            self.group_sums = torch.empty(n_tokens * (self.max_cols // 32) + 1)
+
     def __call__(self, matvec: MatVec, x: torch.Tensor, out: torch.Tensor) -> None:
-        """``out = W x`` for a bfloat16 ``x`` ``(1, in)``; ``out`` is bfloat16 or float32."""
+        """``out = x W^T`` for contiguous bfloat16 rows ``x`` ``(n, in)`` into a contiguous
+        ``out`` ``(n, out)``, bfloat16 or float32."""
         if not isinstance(matvec, NativeMatVec):
             out.view(-1).copy_(matvec(x, out.dtype).view(-1))
             return
-        matrix = matvec.matrix
+        matrix, n_tokens = matvec.matrix, x.shape[0]
+        self._fit(n_tokens)
         partial = self.accumulator.data_ptr() if len(matvec.planes) > 1 else None
-        q4_products(self.ops, matvec.planes, matvec.one_pass, x.data_ptr(), 1,
+        q4_products(self.ops, matvec.planes, matvec.one_pass, x.data_ptr(), n_tokens,
                     matrix.out_features, matrix.in_features, out, partial,
                     self.group_sums.data_ptr())

@@ -20,7 +20,10 @@ from pathlib import Path
 NATIVE_DIR = Path(__file__).parent
 SOURCES = tuple(NATIVE_DIR / name for name in ("decode_ops.c", "q4_kernels.c", "q4_avx2.c"))
 HEADERS = (NATIVE_DIR / "bf16.h",)
-CFLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-std=c99", "-fopenmp")
+# -fno-trapping-math: floating-point selects may be if-converted, so the softmax's exp loop
+# vectorizes (no code here reads floating-point exception flags)
+CFLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fPIC", "-shared", "-std=c99",
+          "-fopenmp")
 DISABLE_ENV = "FLEXSERVE_NATIVE"
 CACHE_ENV = "FLEXSERVE_CACHE_DIR"
 BUILD_TIMEOUT_S = 120.0
@@ -32,10 +35,14 @@ SIGNATURES: dict[str, list[type]] = {
     "fs_add_norm": [_F, _F, _F, _F, _I, _R, _F, _F],
     "fs_attention": [_F, _I, _I, _I, _F, _F, _R, _F, _F, _I, _F, _F, _I, _I, _I, _R, _F, _F],
     "fs_glu": [_F, _I, _I, _F],
+    "fs_add_norm_rows": [_F, _F, _F, _F, _I, _I, _R, _F, _F],
+    "fs_qkv_rows": [_F, _I, _I, _I, _I, _F, _F, _R, _F, _F, _I, _F, _F, _I, _I, _F],
+    "fs_attention_rows": [_F, _I, _I, _I, _I, _F, _F, _I, _I, _I, _R, _F],
     "fs_q4_gemv": [_F, _F, _F, _I, _I, _F, _F, _F, _F],
     "fs_q4_gemm": [_F, _F, _F, _I, _I, _I, _F, _F, _F, _F],
     "fs_q4x2_gemm": [_F, _F, _F, _F, _F, _I, _I, _I, _F, _F, _F],
 }
+RETURNS_INT = frozenset({"fs_attention_rows"})  # 0: out of memory (outputs set to NaN)
 
 
 def _cpu_flags() -> str:
@@ -75,7 +82,7 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     for name, argtypes in SIGNATURES.items():
         function = getattr(library, name)
         function.argtypes = argtypes
-        function.restype = None
+        function.restype = ctypes.c_int if name in RETURNS_INT else None
     for probe in (library.fs_gemv_available, library.fs_q4x2_available):
         probe.argtypes = []
         probe.restype = ctypes.c_int

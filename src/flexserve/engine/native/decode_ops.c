@@ -1,6 +1,7 @@
-/* Fused single-token (decode) operations of a transformer block, float32 inside.
+/* Fused operations of a transformer block, float32 inside: for one decode token, and for the
+ * rows of a prefill (the same operations per row, threaded across rows).
  *
- * Everything between the weight matmuls of one decode step: RMSNorm with the residual add,
+ * Everything between the weight matmuls of a block: RMSNorm with the residual add,
  * QK norm + RoPE + KV-cache write + grouped-query attention, and the gated activation. Matmul
  * inputs and outputs are bfloat16 (round to nearest even, as torch rounds), the residual
  * stream, the KV cache and all arithmetic are float32. Built and loaded by build.py;
@@ -8,6 +9,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bf16.h"
@@ -35,7 +37,7 @@ static void rms_norm_inplace(float *x, const float *w, int n, float eps) {
 }
 
 /* hidden += delta (RMS-normed with post_w first if post_w is given; skipped if delta is NULL),
- * then out = bf16(rms_norm(hidden) * w). scratch holds d floats. */
+ * then out = bf16(rms_norm(hidden) * w) (skipped if w is NULL). scratch holds d floats. */
 void fs_add_norm(float *hidden, const uint16_t *delta, const float *post_w, const float *w,
                  int d, float eps, float *scratch, uint16_t *out) {
     if (delta) {
@@ -43,6 +45,7 @@ void fs_add_norm(float *hidden, const uint16_t *delta, const float *post_w, cons
         if (post_w) rms_norm_inplace(scratch, post_w, d, eps);
         for (int i = 0; i < d; ++i) hidden[i] += scratch[i];
     }
+    if (!w) return;
     memcpy(scratch, hidden, (size_t)d * sizeof(float));
     rms_norm_inplace(scratch, w, d, eps);
     for (int i = 0; i < d; ++i) out[i] = f32_to_bf16(scratch[i]);
@@ -63,7 +66,7 @@ static void rope(float *x, const float *cos_p, const float *sin_p, int half) {
 
 /* p[t] <- exp(p[t] - top) for t in t0..end-1 (all arguments <= 0): 2^n * exp(r) with
  * |r| <= ln2/2 and a degree-7 Taylor polynomial (relative error about 2e-7); branch-free so
- * the compiler vectorizes it. */
+ * the compiler vectorizes it (with -fno-trapping-math). */
 static void exp_shifted(float *p, int t0, int end, float top) {
     const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
     const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
@@ -152,4 +155,84 @@ void fs_glu(const uint16_t *gate_up, int ffn, int gelu, uint16_t *out) {
         float prod = bf16_to_f32(round_bf16(a)) * bf16_to_f32(gate_up[ffn + i]);
         out[i] = f32_to_bf16(prod);
     }
+}
+
+/* ----- prefill: n rows (tokens) at once ------------------------------------------------- */
+
+/* fs_add_norm on each of n rows of d (delta may be NULL; w NULL: no output); scratch holds
+ * n * d floats. */
+void fs_add_norm_rows(float *hidden, const uint16_t *delta, const float *post_w, const float *w,
+                      int n, int d, float eps, float *scratch, uint16_t *out) {
+#pragma omp parallel for schedule(static) if ((long)n * d >= PARALLEL_MIN_WORK / 4)
+    for (int t = 0; t < n; ++t) {
+        size_t at = (size_t)t * d;
+        fs_add_norm(hidden + at, delta ? delta + at : NULL, post_w, w, d, eps, scratch + at,
+                    w ? out + at : NULL);
+    }
+}
+
+/* n rows of qkv (bf16, (n_heads + 2 n_kv) x hd each) at positions start .. start+n-1: Q heads
+ * normed and rotated into q (float32, n_heads x n x hd), K heads normed, rotated and written
+ * with the V heads into the caches (float32 (n_kv, cap, hd)). cos/sin: the RoPE table rows of
+ * the n positions (n x half floats each). */
+void fs_qkv_rows(const uint16_t *qkv, int n, int n_heads, int n_kv, int hd, const float *q_norm,
+                 const float *k_norm, float eps, const float *cos_rows, const float *sin_rows,
+                 int half, float *k_cache, float *v_cache, int cap, int start, float *q) {
+    const int width = (n_heads + 2 * n_kv) * hd;
+#pragma omp parallel for schedule(static) if ((long)n * width >= PARALLEL_MIN_WORK / 4)
+    for (int t = 0; t < n; ++t) {
+        const uint16_t *row = qkv + (size_t)t * width;
+        const float *cos_p = cos_rows + (size_t)t * half, *sin_p = sin_rows + (size_t)t * half;
+        for (int h = 0; h < n_heads; ++h) {
+            float *q_head = q + ((size_t)h * n + t) * hd;
+            for (int i = 0; i < hd; ++i) q_head[i] = bf16_to_f32(row[(size_t)h * hd + i]);
+            if (q_norm) rms_norm_inplace(q_head, q_norm, hd, eps);
+            rope(q_head, cos_p, sin_p, half);
+        }
+        for (int h = 0; h < n_kv; ++h) {
+            float *k = k_cache + ((size_t)h * cap + start + t) * hd;
+            float *v = v_cache + ((size_t)h * cap + start + t) * hd;
+            const uint16_t *k_in = row + (size_t)(n_heads + h) * hd;
+            const uint16_t *v_in = row + (size_t)(n_heads + n_kv + h) * hd;
+            for (int i = 0; i < hd; ++i) {
+                k[i] = bf16_to_f32(k_in[i]);
+                v[i] = bf16_to_f32(v_in[i]);
+            }
+            if (k_norm) rms_norm_inplace(k, k_norm, hd, eps);
+            rope(k, cos_p, sin_p, half);
+        }
+    }
+}
+
+/* Causal attention of n queries q (float32, n_heads x n x hd, at positions start ..
+ * start+n-1) over the caches, each query seeing keys t0 .. its position (t0 as fs_attention
+ * sets it for a window); out is bf16 n x n_heads x hd. Returns 0 if out of memory (out is
+ * then NaN). */
+int fs_attention_rows(const float *q, int n, int n_heads, int n_kv, int hd,
+                      const float *k_cache, const float *v_cache, int cap, int start, int window,
+                      float scale, uint16_t *out) {
+    const int group = n_heads / n_kv;
+    const long tasks = (long)n * n_heads;
+    int failed = 0;
+    long work = tasks * (start + n) * hd;
+#pragma omp parallel if (work > PARALLEL_MIN_WORK) reduction(| : failed)
+    {
+        float *p = malloc(((size_t)cap + (size_t)hd) * sizeof(float));
+        if (!p) failed = 1;
+#pragma omp for schedule(dynamic, 8)
+        for (long task = 0; task < tasks; ++task) {
+            int t = (int)(task / n_heads), h = (int)(task % n_heads), pos = start + t;
+            uint16_t *o = out + (size_t)task * hd;
+            if (!p) {
+                for (int i = 0; i < hd; ++i) o[i] = 0x7fc0u;
+                continue;
+            }
+            int t0 = (window > 0 && pos >= window) ? pos - window + 1 : 0;
+            size_t kv = (size_t)(h / group) * cap * hd;
+            const float *q_head = q + ((size_t)h * n + t) * hd;
+            attend_head(q_head, k_cache + kv, v_cache + kv, hd, t0, pos, scale, p, p + cap, o);
+        }
+        free(p);
+    }
+    return !failed;
 }
