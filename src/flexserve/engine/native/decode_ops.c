@@ -85,22 +85,107 @@ static void exp_shifted(float *p, int t0, int end, float top) {
     }
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define KEY_BLOCK 8  /* keys scored together: 8 dot products reduced into one register */
+#define VALUE_DIMS 64 /* value dims accumulated in registers across all keys */
+
+/* p[t] = scale * q . keys[t] for t in t0..pos (hd a multiple of 8); returns the largest. */
+static float scores(const float *q, const float *keys, int hd, int t0, int pos, float scale,
+                    float *p) {
+    __m256 top = _mm256_set1_ps(-INFINITY);
+    int t = t0;
+    for (; t + KEY_BLOCK - 1 <= pos; t += KEY_BLOCK) {
+        __m256 s[KEY_BLOCK];
+        for (int j = 0; j < KEY_BLOCK; ++j) s[j] = _mm256_setzero_ps();
+        for (int i = 0; i < hd; i += 8) {
+            __m256 qv = _mm256_loadu_ps(q + i);
+            for (int j = 0; j < KEY_BLOCK; ++j)
+                s[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(keys + (size_t)(t + j) * hd + i), s[j]);
+        }
+        /* transpose-reduce: lane j of the result is the sum of s[j] */
+        __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(s[0], s[1]), _mm256_hadd_ps(s[2], s[3]));
+        __m256 b = _mm256_hadd_ps(_mm256_hadd_ps(s[4], s[5]), _mm256_hadd_ps(s[6], s[7]));
+        __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20),
+                                    _mm256_permute2f128_ps(a, b, 0x31));
+        sums = _mm256_mul_ps(sums, _mm256_set1_ps(scale));
+        _mm256_storeu_ps(p + t, sums);
+        top = _mm256_max_ps(top, sums);
+    }
+    float best = -INFINITY, lanes[8];
+    _mm256_storeu_ps(lanes, top);
+    for (int j = 0; j < 8; ++j) best = lanes[j] > best ? lanes[j] : best;
+    for (; t <= pos; ++t) {
+        p[t] = dot(q, keys + (size_t)t * hd, hd) * scale;
+        if (p[t] > best) best = p[t];
+    }
+    return best; /* a NaN score is not the largest, but reaches the outputs through p */
+}
+
+/* acc = sum over t0..pos of p[t] * values[t] (hd a multiple of 8), VALUE_DIMS at a time. */
+static void weighted_values(const float *p, const float *values, int hd, int t0, int pos,
+                            float *acc) {
+    for (int i0 = 0; i0 < hd; i0 += VALUE_DIMS) {
+        int vectors = (hd - i0 < VALUE_DIMS ? hd - i0 : VALUE_DIMS) / 8;
+        __m256 a[VALUE_DIMS / 8];
+        for (int j = 0; j < VALUE_DIMS / 8; ++j) a[j] = _mm256_setzero_ps();
+        if (vectors == VALUE_DIMS / 8) {
+            for (int t = t0; t <= pos; ++t) {
+                __m256 w = _mm256_broadcast_ss(p + t);
+                const float *v = values + (size_t)t * hd + i0;
+                for (int j = 0; j < VALUE_DIMS / 8; ++j)
+                    a[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * j), a[j]);
+            }
+        } else {
+            for (int t = t0; t <= pos; ++t) {
+                __m256 w = _mm256_broadcast_ss(p + t);
+                const float *v = values + (size_t)t * hd + i0;
+                for (int j = 0; j < vectors; ++j)
+                    a[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8 * j), a[j]);
+            }
+        }
+        for (int j = 0; j < vectors; ++j) _mm256_storeu_ps(acc + i0 + 8 * j, a[j]);
+    }
+}
+#define VECTOR_ATTENTION 1
+#else
+#define VECTOR_ATTENTION 0
+static float scores(const float *q, const float *keys, int hd, int t0, int pos, float scale,
+                    float *p) {
+    (void)q; (void)keys; (void)hd; (void)t0; (void)pos; (void)scale; (void)p;
+    return 0.0f;
+}
+static void weighted_values(const float *p, const float *values, int hd, int t0, int pos,
+                            float *acc) {
+    (void)p; (void)values; (void)hd; (void)t0; (void)pos; (void)acc;
+}
+#endif
+
 /* Softmax attention of one query head over keys/values t0..pos; out is bf16 hd values. */
 static void attend_head(const float *q, const float *keys, const float *values, int hd, int t0,
                         int pos, float scale, float *p, float *acc, uint16_t *out) {
+    const int vector = VECTOR_ATTENTION && hd % 8 == 0;
     float top = -INFINITY;
-    for (int t = t0; t <= pos; ++t) {
-        p[t] = dot(q, keys + (size_t)t * hd, hd) * scale;
-        if (p[t] > top) top = p[t];
+    if (vector) {
+        top = scores(q, keys, hd, t0, pos, scale, p);
+    } else {
+        for (int t = t0; t <= pos; ++t) {
+            p[t] = dot(q, keys + (size_t)t * hd, hd) * scale;
+            if (p[t] > top) top = p[t];
+        }
     }
     exp_shifted(p, t0, pos + 1, top);
     float total = 0.0f;
     for (int t = t0; t <= pos; ++t) total += p[t];
-    for (int i = 0; i < hd; ++i) acc[i] = 0.0f;
-    for (int t = t0; t <= pos; ++t) {
-        float weight = p[t] / total;
-        const float *v = values + (size_t)t * hd;
-        for (int i = 0; i < hd; ++i) acc[i] += weight * v[i];
+    for (int t = t0; t <= pos; ++t) p[t] = p[t] / total;
+    if (vector) {
+        weighted_values(p, values, hd, t0, pos, acc);
+    } else {
+        for (int i = 0; i < hd; ++i) acc[i] = 0.0f;
+        for (int t = t0; t <= pos; ++t) {
+            const float *v = values + (size_t)t * hd;
+            for (int i = 0; i < hd; ++i) acc[i] += p[t] * v[i];
+        }
     }
     for (int i = 0; i < hd; ++i) out[i] = f32_to_bf16(acc[i]);
 }
