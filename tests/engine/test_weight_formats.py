@@ -94,9 +94,10 @@ def test_int4_matrix_products_and_rows(type_id: int, n_tokens: int, native: bool
     expected = x @ weight.T
     got = matrix(x).float()
     assert ((got - expected).norm() / expected.norm()).item() < 1e-2
-    ids = torch.tensor([0, 31, 32, 63, 64, 191])
+    ids = torch.tensor([0, 31, 32, 63, 64, 191, 17, 16, 15, 48])
     rows = matrix.rows(ids)
     assert ((rows - weight[ids]).abs().max() / weight.abs().max()).item() < 1e-2
+    assert torch.equal(rows, matrix.torch_rows(ids))  # the C lookup computes torch's values
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native", "torch"])

@@ -38,6 +38,7 @@ SIGNATURES: dict[str, list[type]] = {
     "fs_add_norm_rows": [_F, _F, _F, _F, _I, _I, _R, _F, _F],
     "fs_qkv_rows": [_F, _I, _I, _I, _I, _F, _F, _R, _F, _F, _I, _F, _F, _I, _I, _F],
     "fs_attention_rows": [_F, _I, _I, _I, _I, _F, _F, _I, _I, _I, _R, _F],
+    "fs_int4_rows": [_F, _F, _I, _I, _I, _I, _F, _I, _F],
     "fs_q4_gemv": [_F, _F, _F, _I, _I, _F, _F, _F, _F],
     "fs_q4_gemm": [_F, _F, _F, _I, _I, _I, _F, _F, _F, _F],
     "fs_q4x2_gemm": [_F, _F, _F, _F, _F, _I, _I, _I, _F, _F, _F],

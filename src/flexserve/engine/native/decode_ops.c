@@ -242,6 +242,35 @@ void fs_glu(const uint16_t *gate_up, int ffn, int gelu, uint16_t *out) {
     }
 }
 
+/* Rows ids[0..n-1] of an int4-plane matrix in float32 (an embedding lookup): planes packed in
+ * row blocks of row_block rows ((N / row_block, K, row_block / 2) bytes: byte j of column k
+ * holds rows j and j + row_block / 2 as low and high nibbles), with bf16 (scale, zero) pairs
+ * (K / 32, N, 2) per plane; value = sum over planes of (digit - 8) * scale + zero, in plane
+ * order from 0, as Int4Matrix.rows computes it. */
+void fs_int4_rows(const uint8_t *const *packed, const uint16_t *const *sz, int n_planes,
+                  int row_block, int n_rows, int n_cols, const int64_t *ids, int n,
+                  float *out) {
+    const int half = row_block / 2;
+    for (int i = 0; i < n; ++i) {
+        int64_t row = ids[i];
+        size_t block = (size_t)(row / row_block);
+        int within = (int)(row % row_block), shift = within >= half ? 4 : 0;
+        float *o = out + (size_t)i * n_cols;
+        for (int k = 0; k < n_cols; ++k) o[k] = 0.0f;
+        for (int plane = 0; plane < n_planes; ++plane) {
+            const uint8_t *column = packed[plane] + block * n_cols * half + within % half;
+            for (int g = 0; g < n_cols / 32; ++g) {
+                const uint16_t *pair = sz[plane] + ((size_t)g * n_rows + (size_t)row) * 2;
+                float scale = bf16_to_f32(pair[0]), zero = bf16_to_f32(pair[1]);
+                for (int k = 32 * g; k < 32 * g + 32; ++k) {
+                    float digit = (float)((column[(size_t)k * half] >> shift) & 0x0f);
+                    o[k] += (digit - 8.0f) * scale + zero;
+                }
+            }
+        }
+    }
+}
+
 /* ----- prefill: n rows (tokens) at once ------------------------------------------------- */
 
 /* fs_add_norm on each of n rows of d (delta may be NULL; w NULL: no output); scratch holds
