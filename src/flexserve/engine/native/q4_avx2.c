@@ -247,6 +247,7 @@ FORCE_INLINE void half_block_tile(const struct planes *m, const struct quantized
         __m256i acc[TILE_TOKENS][4];
         for (int t = 0; t < TILE_TOKENS; ++t)
             for (int r = 0; r < 4; ++r) acc[t][r] = _mm256_setzero_si256();
+#pragma GCC unroll 16 /* 2-5% faster here (A/B in one run, equal sums) */
         for (int c = 0; c < GROUP / 2; ++c) {
             int k = g * GROUP + 2 * c;
             __m256i w[4];
