@@ -60,6 +60,24 @@ static void rope(float *x, const float *cos_p, const float *sin_p, int half) {
     }
 }
 
+/* K and V heads of one qkv row (bf16) into the caches at position pos: K normed and rotated. */
+static void write_kv(const uint16_t *row, int n_heads, int n_kv, int hd, const float *k_norm,
+                     float eps, const float *cos_p, const float *sin_p, int half, float *k_cache,
+                     float *v_cache, int cap, int pos) {
+    for (int h = 0; h < n_kv; ++h) {
+        float *k = k_cache + ((size_t)h * cap + pos) * hd;
+        float *v = v_cache + ((size_t)h * cap + pos) * hd;
+        const uint16_t *k_in = row + (size_t)(n_heads + h) * hd;
+        const uint16_t *v_in = row + (size_t)(n_heads + n_kv + h) * hd;
+        for (int i = 0; i < hd; ++i) {
+            k[i] = bf16_to_f32(k_in[i]);
+            v[i] = bf16_to_f32(v_in[i]);
+        }
+        if (k_norm) rms_norm_inplace(k, k_norm, hd, eps);
+        rope(k, cos_p, sin_p, half);
+    }
+}
+
 /* Softmax weights below exp(-64) (relative to the largest) are set to 0: they cannot change
  * a float32 sum, and keeping them makes denormal products, which are ~100x slower. */
 #define EXP_CUTOFF -64.0f
@@ -206,18 +224,7 @@ void fs_attention(const uint16_t *qkv, int n_heads, int n_kv, int hd, const floa
         if (q_norm) rms_norm_inplace(q + (size_t)h * hd, q_norm, hd, eps);
         rope(q + (size_t)h * hd, cos_p, sin_p, half);
     }
-    for (int h = 0; h < n_kv; ++h) {
-        float *k = k_cache + ((size_t)h * cap + pos) * hd;
-        float *v = v_cache + ((size_t)h * cap + pos) * hd;
-        const uint16_t *k_in = qkv + (size_t)(n_heads + h) * hd;
-        const uint16_t *v_in = qkv + (size_t)(n_heads + n_kv + h) * hd;
-        for (int i = 0; i < hd; ++i) {
-            k[i] = bf16_to_f32(k_in[i]);
-            v[i] = bf16_to_f32(v_in[i]);
-        }
-        if (k_norm) rms_norm_inplace(k, k_norm, hd, eps);
-        rope(k, cos_p, sin_p, half);
-    }
+    write_kv(qkv, n_heads, n_kv, hd, k_norm, eps, cos_p, sin_p, half, k_cache, v_cache, cap, pos);
     int t0 = (window > 0 && pos >= window) ? pos - window + 1 : 0;
     int group = n_heads / n_kv;
     long work = (long)n_heads * (pos - t0 + 1) * hd;
@@ -303,18 +310,8 @@ void fs_qkv_rows(const uint16_t *qkv, int n, int n_heads, int n_kv, int hd, cons
             if (q_norm) rms_norm_inplace(q_head, q_norm, hd, eps);
             rope(q_head, cos_p, sin_p, half);
         }
-        for (int h = 0; h < n_kv; ++h) {
-            float *k = k_cache + ((size_t)h * cap + start + t) * hd;
-            float *v = v_cache + ((size_t)h * cap + start + t) * hd;
-            const uint16_t *k_in = row + (size_t)(n_heads + h) * hd;
-            const uint16_t *v_in = row + (size_t)(n_heads + n_kv + h) * hd;
-            for (int i = 0; i < hd; ++i) {
-                k[i] = bf16_to_f32(k_in[i]);
-                v[i] = bf16_to_f32(v_in[i]);
-            }
-            if (k_norm) rms_norm_inplace(k, k_norm, hd, eps);
-            rope(k, cos_p, sin_p, half);
-        }
+        write_kv(row, n_heads, n_kv, hd, k_norm, eps, cos_p, sin_p, half, k_cache, v_cache, cap,
+                 start + t);
     }
 }
 
