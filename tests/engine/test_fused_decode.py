@@ -164,8 +164,13 @@ def test_fused_decode_of_smollm2_stays_close_to_float32(smollm2_path: Path) -> N
 
 
 @pytest.mark.parametrize("type_id", [3, 8])
-@pytest.mark.parametrize("n_tokens", [1, 2, 5, 8, 33])  # whole, partial tiles (4: AVX-512, 2: AVX2)
-def test_native_gemm_matches_the_int4_kernel_row_by_row(type_id: int, n_tokens: int) -> None:
+@pytest.mark.parametrize(("n_tokens", "n_cols"), [(1, 320), (2, 320), (5, 320), (8, 320),
+                                                  (33, 320), (53, 320), (50, 576)])
+def test_native_gemm_matches_the_int4_kernel_row_by_row(type_id: int, n_tokens: int,
+                                                        n_cols: int) -> None:
+    """Whole and partial token tiles of every path: AVX-512 tiles of 4; AVX2 tiles of 2, and
+    from 48 tokens 16-row strips with tiles of 6 (53 = 8 * 6 + 5) and column chunks of 512
+    (576 columns: two chunks)."""
     from test_weight_formats import random_blocks
 
     from flexserve.engine.native_gemm import native_q4_ops, q4_matmul
@@ -173,9 +178,9 @@ def test_native_gemm_matches_the_int4_kernel_row_by_row(type_id: int, n_tokens: 
     ops = native_q4_ops()
     if ops is None:
         pytest.skip("this CPU has neither AVX512-BF16/VBMI nor AVX2/FMA: torch's kernel is used")
-    planes = to_planes(random_blocks(type_id, 192, 320).reshape(-1), type_id, (192, 320))
+    planes = to_planes(random_blocks(type_id, 192, n_cols).reshape(-1), type_id, (192, n_cols))
     matrix = Int4Matrix(planes)
-    x = torch.randn(n_tokens, 320).to(torch.bfloat16)
+    x = torch.randn(n_tokens, n_cols).to(torch.bfloat16)
     got = q4_matmul(ops, matrix.packed, matrix.scales_zeros, x, 192).float()
     rows = torch.cat([q4_matmul(ops, matrix.packed, matrix.scales_zeros, x[i:i + 1], 192)
                       for i in range(n_tokens)]).float()
@@ -201,7 +206,7 @@ def _int4_kernel(matrix: Int4Matrix, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("type_id", [6, 7, 8])  # Q5_0, Q5_1, Q8_0: second plane scaled by 16
-@pytest.mark.parametrize("n_tokens", [1, 5])
+@pytest.mark.parametrize("n_tokens", [1, 5, 50])
 def test_two_planes_in_one_pass_equal_two_passes(type_id: int, n_tokens: int) -> None:
     from test_weight_formats import random_blocks
 

@@ -101,7 +101,7 @@ def test_int4_matrix_products_and_rows(type_id: int, n_tokens: int, native: bool
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native", "torch"])
-@pytest.mark.parametrize("n_tokens", [1, 5])
+@pytest.mark.parametrize("n_tokens", [1, 5, 50])
 def test_a_non_finite_input_never_gives_finite_outputs(native: bool, n_tokens: int,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """NaN or inf in one group of the input reaches every output row of its token (the int16
