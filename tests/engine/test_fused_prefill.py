@@ -46,7 +46,7 @@ def _prefill(model: Transformer, native: bool) -> tuple[torch.Tensor, torch.Tens
 def test_fused_prefill_equals_the_torch_prefill(arch: str, quantize: dict | None,
                                                 c_attention: bool, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fused_prefill, "C_ATTENTION_MAX_TOKENS", 64 if c_attention else 0)
+    monkeypatch.setattr(fused_prefill, "C_ATTENTION_MAX_KEYS", 64 if c_attention else 0)
     model, exact = _models(arch, tmp_path, quantize)
     reference, reference_kv = _prefill(model, native=False)
     assert model._prefill is None  # the torch blocks ran
