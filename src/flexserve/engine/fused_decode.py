@@ -105,15 +105,17 @@ class FusedDecoder:
                            [v.data_ptr() for v in cache.values])
         return self._cache[1], self._cache[2]
 
+    def rope_rows(self, key: tuple[float, float], first: int, last: int) -> tuple[int, int]:
+        """Addresses of the cos and sin rows of positions ``first .. last`` (consecutive) in
+        the RoPE table ``key``, grown to hold ``last``."""
+        table = self.tables[key]
+        if table.cos.shape[0] <= last:
+            table.lookup(torch.tensor([last]))  # grows the table
+        offset = first * (self.config.rope_dims // 2) * _FLOAT_BYTES
+        return table.cos.data_ptr() + offset, table.sin.data_ptr() + offset
+
     def _rope_rows(self, position: int) -> dict[tuple[float, float], tuple[int, int]]:
-        half = self.config.rope_dims // 2
-        rows = {}
-        for key, table in self.tables.items():
-            if table.cos.shape[0] <= position:
-                table.lookup(torch.tensor([position]))  # grows the table
-            offset = position * half * _FLOAT_BYTES
-            rows[key] = (table.cos.data_ptr() + offset, table.sin.data_ptr() + offset)
-        return rows
+        return {key: self.rope_rows(key, position, position) for key in self.tables}
 
     def _scratch(self, capacity_tokens: int) -> int:
         c = self.config

@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from flexserve.engine.attention import attention_mask, grouped_attention
+from flexserve.engine.glu import glu
 from flexserve.engine.kv_cache import KVCache
 from flexserve.engine.native_matvec import MatVecRunner
 from flexserve.errors import ContextOverflowError
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 # measured on SmolLM2, 2 threads, fresh prompts (attention ms per forward, C / torch): 128 tokens
 # 15 / 23, 256: 49 / 58, 512: 173 / 197, 1024: 714 / 436
 C_ATTENTION_MAX_KEYS = 768
-_FLOAT_BYTES = 4
 
 
 class _RowBuffers:
@@ -85,48 +84,32 @@ class FusedPrefill:
                              c.norm_eps, scratch.data_ptr(), x.data_ptr())
         self.matmul(blk.wqkv, x, qkv)
         keys, values = self.decoder.cache_pointers(cache)
-        cos, sin = self._rope_rows(index, start, n)
+        cos, sin = self.decoder.rope_rows(self.decoder.layer_rope[index], start, start + n - 1)
         ops.fs_qkv_rows(qkv.data_ptr(), n, c.n_heads, c.n_kv_heads, c.head_dim, blk.q_norm,
                         blk.k_norm, c.norm_eps, cos, sin, c.rope_dims // 2, keys[index],
                         values[index], cache.capacity_tokens, start, q.data_ptr())
-        self._attend(index, q, cache, start, attn)
+        self._attend(index, q, cache, start, attn, keys[index], values[index])
         self.matmul(blk.wo, attn, delta)
         ops.fs_add_norm_rows(hidden.data_ptr(), delta.data_ptr(), blk.post_attn_norm,
                              blk.ffn_norm, n, c.d_model, c.norm_eps, scratch.data_ptr(),
                              x.data_ptr())
         self.matmul(blk.w_gate_up, x, gate_up)
-        self._activate(gate_up, act)
+        glu(gate_up, bool(self.decoder.gelu), out=act)
         self.matmul(blk.w_down, act, delta)
         ops.fs_add_norm_rows(hidden.data_ptr(), delta.data_ptr(), blk.post_ffn_norm, None, n,
                              c.d_model, c.norm_eps, scratch.data_ptr(), None)
         return hidden
 
-    def _activate(self, gate_up: torch.Tensor, out: torch.Tensor) -> None:
-        """``out = act(gate) * up`` in bfloat16, as the torch block computes it (torch's
-        vectorized SiLU beat a C loop around a polynomial exp here: 84 vs 143 us at 32 rows)."""
-        gate, up = gate_up.chunk(2, dim=-1)
-        activated = F.gelu(gate, approximate="tanh") if self.decoder.gelu else F.silu(gate)
-        torch.mul(activated, up, out=out)
-
-    def _rope_rows(self, index: int, start: int, n: int) -> tuple[int, int]:
-        """Addresses of the cos and sin rows of positions ``start .. start+n-1``."""
-        table = self.decoder.tables[self.decoder.layer_rope[index]]
-        if table.cos.shape[0] < start + n:
-            table.lookup(torch.tensor([start + n - 1]))  # grows the table
-        offset = start * (self.config.rope_dims // 2) * _FLOAT_BYTES
-        return table.cos.data_ptr() + offset, table.sin.data_ptr() + offset
-
     def _attend(self, index: int, q: torch.Tensor, cache: KVCache, start: int,
-                out: torch.Tensor) -> None:
+                out: torch.Tensor, keys: int, values: int) -> None:
         """Attention of the query heads ``q`` (float32 ``(n_heads, n, head_dim)`` in an
-        ``(n, q_dim)`` buffer) over keys ``0 .. start+n-1`` into ``out`` (bfloat16
-        ``(n, q_dim)``)."""
+        ``(n, q_dim)`` buffer) over keys ``0 .. start+n-1`` (the layer's cache slabs, at
+        addresses ``keys`` and ``values``) into ``out`` (bfloat16 ``(n, q_dim)``)."""
         c, n = self.config, q.shape[0]
         window = c.layer_window(index)
         if start + n <= C_ATTENTION_MAX_KEYS:
-            keys, values = self.decoder.cache_pointers(cache)
             ok = self.ops.fs_attention_rows(q.data_ptr(), n, c.n_heads, c.n_kv_heads, c.head_dim,
-                                            keys[index], values[index], cache.capacity_tokens,
+                                            keys, values, cache.capacity_tokens,
                                             start, window, c.attention_scale, out.data_ptr())
             if not ok:
                 raise MemoryError("no memory for the attention scratch")

@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from flexserve.engine.attention import attention_mask, grouped_attention, sees_all_keys
 from flexserve.engine.config import ModelConfig
 from flexserve.engine.fused_decode import FusedDecoder
 from flexserve.engine.fused_prefill import FusedPrefill
+from flexserve.engine.glu import glu
 from flexserve.engine.kv_cache import KVCache
 from flexserve.engine.layers import EMBED_GROUP, OUTPUT_GROUP, GroupWeights
 from flexserve.engine.matrix import (
@@ -358,9 +358,5 @@ class Transformer:
         return rotated[:, : c.n_heads], rotated[:, c.n_heads :]
 
     def _ffn(self, block: BlockWeights, x: torch.Tensor) -> torch.Tensor:
-        gate, up = block.w_gate_up(x).chunk(2, dim=-1)
-        if self.config.traits.activation == "gelu_tanh":
-            activated = F.gelu(gate, approximate="tanh")
-        else:
-            activated = F.silu(gate)
-        return block.w_down(activated * up)
+        gelu = self.config.traits.activation == "gelu_tanh"
+        return block.w_down(glu(block.w_gate_up(x), gelu))

@@ -168,15 +168,6 @@ static void weighted_values(const float *p, const float *values, int hd, int t0,
 #define VECTOR_ATTENTION 1
 #else
 #define VECTOR_ATTENTION 0
-static float scores(const float *q, const float *keys, int hd, int t0, int pos, float scale,
-                    float *p) {
-    (void)q; (void)keys; (void)hd; (void)t0; (void)pos; (void)scale; (void)p;
-    return 0.0f;
-}
-static void weighted_values(const float *p, const float *values, int hd, int t0, int pos,
-                            float *acc) {
-    (void)p; (void)values; (void)hd; (void)t0; (void)pos; (void)acc;
-}
 #endif
 
 /* Softmax attention of one query head over keys/values t0..pos; out is bf16 hd values. */
@@ -184,9 +175,10 @@ static void attend_head(const float *q, const float *keys, const float *values, 
                         int pos, float scale, float *p, float *acc, uint16_t *out) {
     const int vector = VECTOR_ATTENTION && hd % 8 == 0;
     float top = -INFINITY;
-    if (vector) {
-        top = scores(q, keys, hd, t0, pos, scale, p);
-    } else {
+#if VECTOR_ATTENTION
+    if (vector) top = scores(q, keys, hd, t0, pos, scale, p);
+#endif
+    if (!vector) {
         for (int t = t0; t <= pos; ++t) {
             p[t] = dot(q, keys + (size_t)t * hd, hd) * scale;
             if (p[t] > top) top = p[t];
@@ -196,9 +188,10 @@ static void attend_head(const float *q, const float *keys, const float *values, 
     float total = 0.0f;
     for (int t = t0; t <= pos; ++t) total += p[t];
     for (int t = t0; t <= pos; ++t) p[t] = p[t] / total;
-    if (vector) {
-        weighted_values(p, values, hd, t0, pos, acc);
-    } else {
+#if VECTOR_ATTENTION
+    if (vector) weighted_values(p, values, hd, t0, pos, acc);
+#endif
+    if (!vector) {
         for (int i = 0; i < hd; ++i) acc[i] = 0.0f;
         for (int t = t0; t <= pos; ++t) {
             const float *v = values + (size_t)t * hd;
@@ -206,6 +199,11 @@ static void attend_head(const float *q, const float *keys, const float *values, 
         }
     }
     for (int i = 0; i < hd; ++i) out[i] = f32_to_bf16(acc[i]);
+}
+
+/* The first key a query at pos sees: 0, or pos - window + 1 under a sliding window. */
+static inline int first_key(int pos, int window) {
+    return (window > 0 && pos >= window) ? pos - window + 1 : 0;
 }
 
 /* One decode token: qkv is bf16 (n_heads + 2 n_kv) x hd; K/V caches are float32
@@ -225,7 +223,7 @@ void fs_attention(const uint16_t *qkv, int n_heads, int n_kv, int hd, const floa
         rope(q + (size_t)h * hd, cos_p, sin_p, half);
     }
     write_kv(qkv, n_heads, n_kv, hd, k_norm, eps, cos_p, sin_p, half, k_cache, v_cache, cap, pos);
-    int t0 = (window > 0 && pos >= window) ? pos - window + 1 : 0;
+    int t0 = first_key(pos, window);
     int group = n_heads / n_kv;
     long work = (long)n_heads * (pos - t0 + 1) * hd;
 #pragma omp parallel for schedule(static) if (work > PARALLEL_MIN_WORK)
@@ -338,7 +336,7 @@ int fs_attention_rows(const float *q, int n, int n_heads, int n_kv, int hd,
                 for (int i = 0; i < hd; ++i) o[i] = 0x7fc0u;
                 continue;
             }
-            int t0 = (window > 0 && pos >= window) ? pos - window + 1 : 0;
+            int t0 = first_key(pos, window);
             size_t kv = (size_t)(h / group) * cap * hd;
             const float *q_head = q + ((size_t)h * n + t) * hd;
             attend_head(q_head, k_cache + kv, v_cache + kv, hd, t0, pos, scale, p, p + cap, o);
